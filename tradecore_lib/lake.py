@@ -1,0 +1,153 @@
+"""The parquet lake: one code path for a local folder and ``s3://`` roots (pyarrow file systems).
+
+Partition layout (hive style, readable by pyarrow.dataset, DuckDB, Polars, Spark)::
+
+    <lake_root>/<venue>/<BASE-QUOTE>/1m/year=YYYY/month=MM/part-0.parquet
+
+Every write is atomic: the bytes go to a hidden temporary object in the same folder and are
+then moved over the final name (``rename`` locally, a server-side copy on S3), so a reader
+sees the old partition or the new one, never a half-written file, and a crash mid-write
+leaves the old partition intact. Hidden names (leading ``.``) are skipped by pyarrow.dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import posixpath
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from tradecore_lib.markets import Market
+from tradecore_lib.months import Month
+
+PARQUET_COMPRESSION = "zstd"
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """Connection settings for ``s3://`` roots; credentials fall back to the AWS chain."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    session_token: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """What was written: the lake-relative key, its size in bytes and sha256."""
+
+    key: str
+    uri: str
+    size_bytes: int
+    sha256: str
+    rows: int | None = None
+
+
+def candle_key(market: Market, month: Month) -> str:
+    """The lake-relative key of a market's candle partition."""
+    return (
+        f"{market.venue}/{market.pair_dir}/1m/"
+        f"year={month.year:04d}/month={month.month:02d}/part-0.parquet"
+    )
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """Serialize a table to parquet bytes, deterministically for equal tables."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression=PARQUET_COMPRESSION)
+    return sink.getvalue()
+
+
+class Lake:
+    """A lake rooted at a local folder or an ``s3://bucket/prefix`` URI."""
+
+    def __init__(self, root: str, s3: S3Options | None = None) -> None:
+        self.root = root.rstrip("/")
+        if self.root.startswith("s3://"):
+            opts = s3 or S3Options()
+            endpoint = opts.endpoint_url
+            scheme = None
+            if endpoint and "://" in endpoint:
+                scheme, endpoint = endpoint.split("://", 1)
+            self.fs: pafs.FileSystem = pafs.S3FileSystem(
+                endpoint_override=endpoint,
+                scheme=scheme or "https",
+                region=opts.region,
+                access_key=opts.access_key,
+                secret_key=opts.secret_key,
+                session_token=opts.session_token,
+            )
+            self._base = self.root[len("s3://") :]
+            self.is_local = False
+        else:
+            self.fs = pafs.LocalFileSystem()
+            self._base = str(Path(self.root).resolve())
+            self.is_local = True
+
+    def __repr__(self) -> str:
+        return f"Lake({self.root!r})"
+
+    def _path(self, key: str) -> str:
+        return posixpath.join(self._base, key)
+
+    def uri(self, key: str) -> str:
+        """A URI a user can paste: an absolute local path or ``s3://bucket/...``."""
+        return self._path(key) if self.is_local else f"s3://{self._path(key)}"
+
+    def exists(self, key: str) -> bool:
+        return self.fs.get_file_info(self._path(key)).type == pafs.FileType.File
+
+    def write_bytes(self, key: str, data: bytes) -> StoredFile:
+        """Atomically replace ``key`` with ``data``."""
+        final = self._path(key)
+        folder, name = posixpath.split(final)
+        temporary = posixpath.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+        if self.is_local:
+            self.fs.create_dir(folder, recursive=True)
+        try:
+            with self.fs.open_output_stream(temporary) as out:
+                out.write(data)
+            self.fs.move(temporary, final)
+        except BaseException:
+            self._discard(temporary)
+            raise
+        return StoredFile(key, self.uri(key), len(data), hashlib.sha256(data).hexdigest())
+
+    def _discard(self, path: str) -> None:
+        try:
+            self.fs.delete_file(path)
+        except (FileNotFoundError, OSError):
+            pass
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(self._path(key)) as stream:
+                return stream.read()
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"lake object not found: {self.uri(key)}") from exc
+
+    def write_table(self, key: str, table: pa.Table) -> StoredFile:
+        """Atomically write ``table`` as one parquet file at ``key``."""
+        stored = self.write_bytes(key, parquet_bytes(table))
+        return StoredFile(stored.key, stored.uri, stored.size_bytes, stored.sha256, table.num_rows)
+
+    def read_table(self, key: str) -> pa.Table:
+        """Read one parquet file; a corrupt file raises ``ValueError`` naming it."""
+        data = self.read_bytes(key)
+        try:
+            return pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ValueError(f"{self.uri(key)} is not a readable parquet file: {exc}") from exc
+
+    def describe(self, key: str) -> StoredFile:
+        """Size and sha256 of a stored object, computed from its bytes."""
+        data = self.read_bytes(key)
+        return StoredFile(key, self.uri(key), len(data), hashlib.sha256(data).hexdigest())

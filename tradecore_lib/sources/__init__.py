@@ -1,0 +1,50 @@
+"""Candle sources behind one interface: synthetic now, Kraken spot/futures and archives later.
+
+A source turns (market, month) into a candle table in the fixed schema plus provenance
+metadata. It never writes the partition itself: the caller validates and publishes it, so a
+bad source table never half-writes the lake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from tradecore_lib.markets import Market
+from tradecore_lib.months import Month
+
+
+@dataclass
+class FetchResult:
+    """Candles of one month and how they were obtained (for partition metadata)."""
+
+    table: pa.Table
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class CandleSource(Protocol):
+    """Produces the candles of one market-month."""
+
+    def fetch_month(
+        self, market: Market, month: Month, *, now_ms: int, log: Callable[[str], None]
+    ) -> FetchResult:
+        """Candles of ``month`` closed before ``now_ms`` (UTC ms), in the candle schema."""
+        ...
+
+
+class SourceUnavailableError(RuntimeError):
+    """The market's venue has no source implementation (yet) or is not configured."""
+
+
+def source_for(market: Market) -> CandleSource:
+    """The source implementing ``market.venue``."""
+    if market.venue == "synthetic":
+        from tradecore_lib.sources.synthetic import SyntheticSource
+
+        return SyntheticSource.from_market(market)
+    raise SourceUnavailableError(
+        f"market {market.name}: venue {market.venue!r} has no candle source in this version"
+    )
