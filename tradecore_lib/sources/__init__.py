@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from tradecore_lib.lake import Lake
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
 
@@ -39,8 +40,15 @@ class SourceUnavailableError(RuntimeError):
     """The market's venue has no source implementation (yet) or is not configured."""
 
 
-def source_for(market: Market) -> CandleSource:
-    """The source implementing ``market.venue``."""
+def source_for(market: Market, *, lake: Lake, archive_file: str | None = None) -> CandleSource:
+    """The source implementing ``market.venue``.
+
+    Args:
+        market: the market to fetch.
+        lake: the lake, whose staging area sources may use for resumable checkpoints.
+        archive_file: when set, the candles come from this Kraken OHLCVT archive (ZIP or CSV)
+            instead of the venue's API.
+    """
     if market.venue == "synthetic":
         from tradecore_lib.sources.synthetic import SyntheticSource
 
