@@ -141,13 +141,16 @@ class Lake:
 
     def read_table(self, key: str) -> pa.Table:
         """Read one parquet file; a corrupt file raises ``ValueError`` naming it."""
+        return self.read_stored(key)[0]
+
+    def read_stored(self, key: str) -> tuple[pa.Table, StoredFile]:
+        """Read one parquet file and describe its bytes (size, sha256) in one pass."""
         data = self.read_bytes(key)
         try:
-            return pq.read_table(pa.BufferReader(data))
+            table = pq.read_table(pa.BufferReader(data))
         except (pa.ArrowInvalid, OSError) as exc:
             raise ValueError(f"{self.uri(key)} is not a readable parquet file: {exc}") from exc
-
-    def describe(self, key: str) -> StoredFile:
-        """Size and sha256 of a stored object, computed from its bytes."""
-        data = self.read_bytes(key)
-        return StoredFile(key, self.uri(key), len(data), hashlib.sha256(data).hexdigest())
+        stored = StoredFile(
+            key, self.uri(key), len(data), hashlib.sha256(data).hexdigest(), table.num_rows
+        )
+        return table, stored

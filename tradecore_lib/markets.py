@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from tradecore_lib.candles import GapTolerance
 from tradecore_lib.months import Month
 from tradecore_lib.paths import config_dir
 
@@ -20,6 +21,7 @@ VENUES = ("synthetic", "kraken_spot", "kraken_futures")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _SYMBOL_RE = re.compile(r"^([A-Z0-9]+)/([A-Z0-9]+)(?::([A-Z0-9]+))?$")
 _REQUIRED = ("venue", "symbol", "first_month", "feature_preset", "train_preset")
+_OPTIONAL = ("enabled", "source", "gap_tolerance")
 
 
 class MarketConfigError(ValueError):
@@ -38,6 +40,7 @@ class Market:
     train_preset: str
     enabled: bool = True
     source: dict[str, Any] = field(default_factory=dict)
+    gap_tolerance: GapTolerance = field(default_factory=GapTolerance)
 
     @property
     def base(self) -> str:
@@ -59,11 +62,11 @@ def _parse_market(name: str, raw: Any, where: str) -> Market:
     missing = [key for key in _REQUIRED if key not in raw]
     if missing:
         raise MarketConfigError(f"{where}: market {name!r} lacks {', '.join(missing)}")
-    unknown = set(raw) - {*_REQUIRED, "enabled", "source"}
+    unknown = set(raw) - {*_REQUIRED, *_OPTIONAL}
     if unknown:
         raise MarketConfigError(
             f"{where}: market {name!r} has unknown field(s) {sorted(unknown)}; "
-            f"valid fields: {sorted([*_REQUIRED, 'enabled', 'source'])}"
+            f"valid fields: {sorted([*_REQUIRED, *_OPTIONAL])}"
         )
     if not _NAME_RE.match(name):
         raise MarketConfigError(f"{where}: market name {name!r} must be lower_snake_case")
@@ -88,6 +91,13 @@ def _parse_market(name: str, raw: Any, where: str) -> Market:
     source = raw.get("source") or {}
     if not isinstance(source, dict):
         raise MarketConfigError(f"{where}: market {name!r} source must be a mapping")
+    try:
+        tolerance = GapTolerance(**(raw.get("gap_tolerance") or {}))
+    except TypeError as exc:
+        raise MarketConfigError(
+            f"{where}: market {name!r} gap_tolerance: {exc}; valid keys: "
+            "max_missing_fraction, max_gap_minutes"
+        ) from exc
     return Market(
         name=name,
         venue=venue,
@@ -97,6 +107,7 @@ def _parse_market(name: str, raw: Any, where: str) -> Market:
         train_preset=str(raw["train_preset"]),
         enabled=bool(raw.get("enabled", True)),
         source=dict(source),
+        gap_tolerance=tolerance,
     )
 
 

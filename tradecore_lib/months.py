@@ -77,3 +77,8 @@ def months_between(first: Month, last: Month) -> list[Month]:
         out.append(current)
         current = current.next()
     return out
+
+
+def utc_now_ms() -> int:
+    """The current time in UTC milliseconds."""
+    return int(datetime.now(tz=UTC).timestamp() * 1000)

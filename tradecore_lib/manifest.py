@@ -1,0 +1,97 @@
+"""Dataset manifests: per-month coverage, row counts, gaps and checksums of a market's candles."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tradecore_lib.candles import gap_report, ts_millis
+from tradecore_lib.lake import Lake, candle_key
+from tradecore_lib.markets import Market
+from tradecore_lib.months import Month, months_between
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MonthEntry:
+    """One stored month. Timestamps are inclusive ISO-8601 UTC; sizes in bytes."""
+
+    month: str
+    first_ts: str | None
+    last_ts: str | None
+    rows: int
+    missing_minutes: int
+    longest_gap_minutes: int
+    sha256: str
+    size_bytes: int
+    path: str
+
+
+def _iso(ts_ms: int) -> str:
+    return str(np.datetime64(ts_ms, "ms")) + "Z"
+
+
+def build_manifest(lake: Lake, market: Market, last_month: Month, now_ms: int) -> dict:
+    """Describe every stored candle month of ``market`` from its first month to ``last_month``.
+
+    Checksums are computed from the stored bytes, not remembered from the write, so the
+    manifest is the truth about what is in the lake now.
+    """
+    entries: list[MonthEntry] = []
+    missing_months: list[str] = []
+    for month in months_between(market.first_month, last_month):
+        key = candle_key(market, month)
+        if not lake.exists(key):
+            missing_months.append(str(month))
+            continue
+        table, stored = lake.read_stored(key)
+        ts = ts_millis(table)
+        gaps = gap_report(ts, month, now_ms)
+        entries.append(
+            MonthEntry(
+                month=str(month),
+                first_ts=_iso(int(ts[0])) if ts.size else None,
+                last_ts=_iso(int(ts[-1])) if ts.size else None,
+                rows=int(ts.size),
+                missing_minutes=gaps.missing_minutes,
+                longest_gap_minutes=gaps.longest_gap_minutes,
+                sha256=stored.sha256,
+                size_bytes=stored.size_bytes,
+                path=stored.uri,
+            )
+        )
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "market": market.name,
+        "venue": market.venue,
+        "symbol": market.symbol,
+        "lake_root": lake.root,
+        "generated_at": _iso(now_ms),
+        "months": [asdict(e) for e in entries],
+        "missing_months": missing_months,
+        "totals": {
+            "months": len(entries),
+            "rows": sum(e.rows for e in entries),
+            "missing_minutes": sum(e.missing_minutes for e in entries),
+            "size_bytes": sum(e.size_bytes for e in entries),
+            "first_ts": entries[0].first_ts if entries else None,
+            "last_ts": entries[-1].last_ts if entries else None,
+        },
+    }
+
+
+def write_manifest(folder: Path, manifest: dict) -> Path:
+    """Write ``<folder>/<market>.json`` atomically (temporary file, then rename)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{manifest['market']}.json"
+    with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".", suffix=".tmp", delete=False) as tmp:
+        json.dump(manifest, tmp, indent=2)
+        tmp.write("\n")
+    os.replace(tmp.name, target)
+    return target

@@ -1,0 +1,50 @@
+"""``manifest/<market>``: the coverage view of a market's candles users check before training."""
+
+import dagster as dg
+
+from tradecore_lib.manifest import build_manifest, write_manifest
+from tradecore_lib.markets import Market
+from tradecore_lib.months import Month, utc_now_ms
+from tradecore_pipelines.assets.candles import candles_key
+from tradecore_pipelines.constants import INGESTION
+from tradecore_pipelines.metadata import records_table
+from tradecore_pipelines.resources import LakeResource
+
+
+def build_manifest_asset(market: Market) -> dg.AssetsDefinition:
+    """One JSON per market: per month first/last ts, rows, missing minutes, sha256, size."""
+
+    @dg.asset(
+        key=["manifest", market.name],
+        group_name=INGESTION,
+        deps=[candles_key(market)],
+        kinds={"json"},
+        description=f"Coverage manifest of candles/{market.name}: for each stored month the "
+        "inclusive first/last timestamp, row count, missing minutes, sha256 and size, plus "
+        "totals. Written to data/manifests/<market>.json.",
+    )
+    def manifest(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        now_ms = utc_now_ms()
+        document = build_manifest(lake.get_lake(), market, Month.of_ms(now_ms), now_ms)
+        path = write_manifest(lake.manifest_folder(), document)
+        totals = document["totals"]
+        if document["missing_months"]:
+            context.log.warning(
+                f"manifest/{market.name}: no candles stored for {document['missing_months']}"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(path)),
+                "months": records_table(
+                    [{k: v for k, v in m.items() if k != "path"} for m in document["months"]]
+                ),
+                "missing_months": dg.MetadataValue.json(document["missing_months"]),
+                "total_rows": totals["rows"],
+                "total_missing_minutes": totals["missing_minutes"],
+                "total_size_bytes": totals["size_bytes"],
+                "first_ts": totals["first_ts"] or "-",
+                "last_ts": totals["last_ts"] or "-",
+            }
+        )
+
+    return manifest

@@ -1,0 +1,49 @@
+"""Helpers turning library results into Dagster metadata values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+
+def markdown_table(table: pa.Table) -> dg.MetadataValue:
+    """A small table (a preview) as markdown."""
+    header = "| " + " | ".join(table.column_names) + " |"
+    rule = "| " + " | ".join("---" for _ in table.column_names) + " |"
+    rows = [
+        "| " + " | ".join(_cell(v) for v in row.values()) + " |" for row in table.to_pylist()
+    ]
+    return dg.MetadataValue.md("\n".join([header, rule, *rows]))
+
+
+def records_table(records: list[dict[str, Any]]) -> dg.MetadataValue:
+    """A list of flat dicts (same keys) as a Dagster table with a typed schema."""
+    if not records:
+        return dg.MetadataValue.md("_(none)_")
+    columns = [
+        dg.TableColumn(name, _column_type(records[0][name])) for name in records[0]
+    ]
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({k: _plain(v) for k, v in r.items()}) for r in records],
+        schema=dg.TableSchema(columns=columns),
+    )
+
+
+def _column_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    return "string"
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, (bool, int, float, str)) or value is None else str(value)
+
+
+def _cell(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
