@@ -28,9 +28,11 @@ def build_manifest_asset(market: Market) -> dg.AssetsDefinition:
         document = build_manifest(lake.get_lake(), market, Month.of_ms(now_ms), now_ms)
         path = write_manifest(lake.manifest_folder(), document)
         totals = document["totals"]
-        if document["missing_months"]:
+        missing = document["missing_months"]
+        if missing:
             context.log.warning(
-                f"manifest/{market.name}: no candles stored for {document['missing_months']}"
+                f"manifest/{market.name}: {len(missing)} month(s) not stored yet "
+                f"(first {missing[0]}, last {missing[-1]}); backfill them from the UI"
             )
         return dg.MaterializeResult(
             metadata={

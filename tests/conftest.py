@@ -1,0 +1,74 @@
+"""Shared fixtures: temporary lakes (local and S3 on loopback), markets, Dagster resources."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from dagster_aws.s3 import S3Resource
+
+from tradecore_lib.lake import Lake, S3Options
+from tradecore_lib.markets import Market, get_market
+from tradecore_pipelines.resources import LakeResource
+
+S3_BUCKET = "tradecore-test"
+S3_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API (moto's standalone server) on loopback, with an empty test bucket."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **S3_CREDENTIALS).create_bucket(
+        Bucket=S3_BUCKET
+    )
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_lake(s3_endpoint: str, request: pytest.FixtureRequest) -> Lake:
+    """A lake under a fresh prefix of the loopback S3 bucket."""
+    prefix = request.node.name.replace("[", "_").replace("]", "_")
+    return Lake(
+        f"s3://{S3_BUCKET}/{prefix}",
+        S3Options(
+            endpoint_url=s3_endpoint,
+            region="us-east-1",
+            access_key=S3_CREDENTIALS["aws_access_key_id"],
+            secret_key=S3_CREDENTIALS["aws_secret_access_key"],
+        ),
+    )
+
+
+@pytest.fixture
+def local_lake(tmp_path) -> Lake:
+    return Lake(str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def synthetic_market() -> Market:
+    return get_market("synthetic_btc_usd")
+
+
+@pytest.fixture
+def lake_resource(tmp_path) -> LakeResource:
+    """A Dagster lake resource over a temporary local folder."""
+    return LakeResource(
+        root=str(tmp_path / "lake"),
+        manifests_dir=str(tmp_path / "manifests"),
+        s3=S3Resource(),
+    )
