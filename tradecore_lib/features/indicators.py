@@ -24,8 +24,9 @@ from tradecore_lib.features.registry import (
 
 # Longest simple window: one week of minutes.
 MAX_WINDOW = 10_080
-# Exponential windows are capped lower because their settling time is ~8-16x the window.
-MAX_EMA_WINDOW = 2_000
+# Exponential windows are capped lower because their settling time is ~8-16x the window;
+# presets also reject combinations (MACD slow + signal) that outgrow one previous month.
+MAX_EMA_WINDOW = 4_000
 MAX_WILDER_WINDOW = 1_000
 HOUR_MS = 3_600_000
 
@@ -389,9 +390,9 @@ def _sessions(c: CandleArrays, p: Params) -> dict[str, np.ndarray]:
     for city, (zone, open_hour, close_hour) in SESSIONS.items():
         local = utc.tz_convert(zone)
         hour = np.asarray(local.hour)
-        weekday = np.asarray(local.dayofweek) < 5
+        weekday = np.asarray(local.day_of_week) < 5
         out[f"session_{city}"] = ((hour >= open_hour) & (hour < close_hour) & weekday) * 1.0
-    day = np.asarray(utc.dayofweek, dtype=np.float64)
+    day = np.asarray(utc.day_of_week, dtype=np.float64)
     out["day_of_week"] = day
     out["weekend"] = (day >= 5) * 1.0
     return out
