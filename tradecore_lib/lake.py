@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
 
-PARQUET_COMPRESSION = "zstd"
+# Dictionary encoding is off: minute prices and volumes are high-cardinality, so per-month
+# dictionaries cost time and made files ~40% larger in bench/bench_lake.py.
+PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": False}
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def candle_key(market: Market, month: Month) -> str:
 def parquet_bytes(table: pa.Table) -> bytes:
     """Serialize a table to parquet bytes, deterministically for equal tables."""
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression=PARQUET_COMPRESSION)
+    pq.write_table(table, sink, **PARQUET_OPTIONS)
     return sink.getvalue()
 
 
@@ -141,16 +144,32 @@ class Lake:
 
     def read_table(self, key: str) -> pa.Table:
         """Read one parquet file; a corrupt file raises ``ValueError`` naming it."""
-        return self.read_stored(key)[0]
+        return self._parse(key, self.read_bytes(key))
 
     def read_stored(self, key: str) -> tuple[pa.Table, StoredFile]:
         """Read one parquet file and describe its bytes (size, sha256) in one pass."""
         data = self.read_bytes(key)
+        table = self._parse(key, data)
+        digest = hashlib.sha256(data).hexdigest()
+        return table, StoredFile(key, self.uri(key), len(data), digest, table.num_rows)
+
+    def read_tables(self, keys: list[str]) -> pa.Table:
+        """Read several parquet files (e.g. consecutive months) as one table, in key order.
+
+        Files are read in parallel by pyarrow.dataset; hive folder names are not added as
+        columns.
+        """
+        missing = [key for key in keys if not self.exists(key)]
+        if missing:
+            raise FileNotFoundError(f"lake objects not found: {[self.uri(k) for k in missing]}")
+        dataset = ds.dataset([self._path(k) for k in keys], filesystem=self.fs, format="parquet")
         try:
-            table = pq.read_table(pa.BufferReader(data))
+            return dataset.to_table()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ValueError(f"cannot read lake objects under {self.root}: {exc}") from exc
+
+    def _parse(self, key: str, data: bytes) -> pa.Table:
+        try:
+            return pq.read_table(pa.BufferReader(data))
         except (pa.ArrowInvalid, OSError) as exc:
             raise ValueError(f"{self.uri(key)} is not a readable parquet file: {exc}") from exc
-        stored = StoredFile(
-            key, self.uri(key), len(data), hashlib.sha256(data).hexdigest(), table.num_rows
-        )
-        return table, stored
