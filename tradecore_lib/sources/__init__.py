@@ -49,10 +49,23 @@ def source_for(market: Market, *, lake: Lake, archive_file: str | None = None) -
         archive_file: when set, the candles come from this Kraken OHLCVT archive (ZIP or CSV)
             instead of the venue's API.
     """
+    # Imports are local so a venue's dependencies load only when that venue is used.
+    if archive_file is not None:
+        from tradecore_lib.sources.kraken_archive import KrakenArchiveSource
+
+        return KrakenArchiveSource(archive_file)
     if market.venue == "synthetic":
         from tradecore_lib.sources.synthetic import SyntheticSource
 
         return SyntheticSource.from_market(market)
+    if market.venue == "kraken_spot":
+        from tradecore_lib.sources.kraken_spot import KrakenSpotSource
+
+        return KrakenSpotSource.from_market(market, lake)
+    if market.venue == "kraken_futures":
+        from tradecore_lib.sources.kraken_futures import KrakenFuturesSource
+
+        return KrakenFuturesSource.from_market(market)
     raise SourceUnavailableError(
         f"market {market.name}: venue {market.venue!r} has no candle source in this version"
     )
