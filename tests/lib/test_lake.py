@@ -108,3 +108,18 @@ def test_corrupt_file_is_named(local_lake):
         local_lake.read_table(key)
     with pytest.raises(FileNotFoundError, match="lake object not found"):
         local_lake.read_table("missing.parquet")
+
+
+def test_read_tables_joins_months_in_key_order(lake):
+    market = get_market("synthetic_btc_usd")
+    keys = []
+    for month in (Month(2024, 3), Month(2024, 1), Month(2024, 2)):
+        key = candle_key(market, month)
+        lake.write_table(key, generate_month(SyntheticParams(), market.name, month).slice(0, 50))
+        keys.append(key)
+    table = lake.read_tables(keys)
+    ts = table.column("ts").cast("int64").to_numpy()
+    assert table.num_rows == 150 and table.column_names == DAY.column_names
+    assert ts[0] == Month(2024, 3).start_ms and ts[50] == Month(2024, 1).start_ms
+    with pytest.raises(FileNotFoundError, match="lake objects not found"):
+        lake.read_tables([*keys, candle_key(market, Month(2030, 1))])

@@ -174,3 +174,31 @@ def test_cli_materialize_writes_the_designed_path_idempotently(tmp_path):
         digests.append(files[0].read_bytes())
     assert digests[0] == digests[1]
     assert np.frombuffer(digests[0][:4], dtype=np.uint8).tobytes() == b"PAR1"
+
+
+def test_candles_on_an_s3_lake(chain, s3_endpoint, synthetic_market, tmp_path):
+    """The same asset against a real S3 API on loopback, configured through dagster-aws."""
+    from dagster_aws.s3 import S3Resource
+
+    from tests.conftest import S3_BUCKET, S3_CREDENTIALS
+    from tradecore_pipelines.resources import LakeResource
+
+    candles, checks, manifest = chain
+    lake_resource = LakeResource(
+        root=f"s3://{S3_BUCKET}/dagster-lake",
+        manifests_dir=str(tmp_path / "manifests"),
+        s3=S3Resource(endpoint_url=s3_endpoint, region_name="us-east-1", **S3_CREDENTIALS),
+    )
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [candles, checks], instance=instance, resources={"lake": lake_resource},
+            partition_key="2024-02-01",
+        )
+        assert result.success
+        assert all(e.passed for e in result.get_asset_check_evaluations())
+        assert dg.materialize([manifest], instance=instance, resources={"lake": lake_resource}).success
+    path = result.asset_materializations_for_node(candles.op.name)[0].metadata["path"].value
+    assert path == f"s3://{S3_BUCKET}/dagster-lake/synthetic/BTC-USD/1m/year=2024/month=02/part-0.parquet"
+    document = json.loads((tmp_path / "manifests" / "synthetic_btc_usd.json").read_text())
+    assert document["months"][0]["path"] == path
+    assert "testing" not in json.dumps(document), "credentials must not reach the manifest"
