@@ -1,0 +1,67 @@
+"""The trading environment: execution engine, RiskGuard, reward, single and batched envs.
+
+Public API::
+
+    from tradecore_lib.env import make_env, make_vec_env
+
+    env = make_env(frame, preset="default", seed=0)          # gymnasium.Env
+    venv = make_vec_env(frame, n_envs=256, preset="default", seed=0)  # SB3 VecEnv
+
+``frame`` is a pandas DataFrame with ``ts``, ``open``, ``high``, ``low``, ``close``,
+``volume`` and numeric feature columns (every numeric, non-boolean column other than ``ts``,
+OHLCV and ``trades``); ``preset`` is a name in ``configs/env/``, a mapping (optionally
+``{"preset": "<base>", ...overrides}``) or an :class:`EnvConfig`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from tradecore_lib.env.config import (
+    EnvConfig,
+    EnvConfigError,
+    available_presets,
+    load_env_config,
+)
+from tradecore_lib.env.execution import ExecutionEngine, Fill
+from tradecore_lib.env.observation import FrameError, MarketData
+from tradecore_lib.env.risk import RiskGuard
+from tradecore_lib.env.trading_env import INFO_KEYS, TradingEnv
+from tradecore_lib.env.vec_env import TradeVecEnv
+
+Preset = str | Mapping[str, Any] | EnvConfig
+
+__all__ = [
+    "INFO_KEYS", "EnvConfig", "EnvConfigError", "ExecutionEngine", "Fill", "FrameError",
+    "MarketData", "RiskGuard", "TradeVecEnv", "TradingEnv", "available_presets",
+    "load_env_config", "make_env", "make_vec_env",
+]
+
+
+def make_env(frame: pd.DataFrame | MarketData, preset: Preset = "default",
+             seed: int | None = None) -> TradingEnv:
+    """One :class:`TradingEnv` on ``frame``; ``seed`` seeds its first ``reset()``.
+
+    The returned env is not reset yet when ``seed`` is None; with a seed it is reset once
+    (``env.reset(seed=seed)``) so its start draws are fixed, and the next ``reset()`` without a
+    seed continues them.
+    """
+    env = TradingEnv(frame, preset)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+def make_vec_env(frame: pd.DataFrame | MarketData, n_envs: int, preset: Preset = "default",
+                 seed: int | None = None) -> TradeVecEnv:
+    """A :class:`TradeVecEnv` of ``n_envs`` envs on ``frame``; env ``i`` is seeded ``seed + i``
+    at the first ``reset()`` (SB3's convention, as ``VecEnv.seed``)."""
+    venv = TradeVecEnv(frame, n_envs, preset)
+    if seed is not None:
+        venv.seed(seed)
+        venv.action_space.seed(seed)
+    return venv

@@ -1,0 +1,73 @@
+"""Observation and action spaces of a preset, the account vector, and episode-start draws.
+
+Observation: ``Box(-inf, inf, (W * C + A,), float32)`` with ``W = window``, ``C = 5 + F``
+columns (see :mod:`tradecore_lib.env.observation`) and the account vector (``A = 5``, 7 with
+nudge), every value clipped to ``[-obs_clip, obs_clip]``:
+
+    0 exposure        position value / equity (signed; 1 = long the full equity)
+    1 cash_ratio      cash / equity (cash goes negative when long on margin)
+    2 unrealized_pnl  qty * (close - entry) / equity
+    3 drawdown        1 - equity / episode peak equity
+    4 time_in_pos     bars the position has been open / time_scale_bars
+    5 stop_loss_pct   current stop distance in percent (nudge only)
+    6 take_profit_pct current take-profit distance in percent (nudge only, 0 = off)
+
+Action:
+    discrete:             ``Discrete(len(positions))``: index of the target in ``positions``
+    discrete + nudge:     ``MultiDiscrete([len(positions), 3, 3])``: target, stop-loss nudge,
+                          take-profit nudge (0 tighten, 1 keep, 2 loosen)
+    continuous:           ``Box(-1, 1, (1,))``: target fraction
+    continuous + nudge:   ``Box(-1, 1, (3,))``: target, stop nudge, take-profit nudge in steps
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+from tradecore_lib.env.config import EnvConfig
+
+START_BLOCK = 64  # episode starts are drawn in blocks of this many per generator
+
+
+def observation_space(cfg: EnvConfig, n_columns: int) -> spaces.Box:
+    dim = cfg.window * n_columns + cfg.account_size
+    return spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+
+
+def action_space(cfg: EnvConfig) -> spaces.Space:
+    if cfg.action_mode == "discrete":
+        if cfg.nudge:
+            return spaces.MultiDiscrete([len(cfg.positions), 3, 3])
+        return spaces.Discrete(len(cfg.positions))
+    return spaces.Box(-1.0, 1.0, shape=(3 if cfg.nudge else 1,), dtype=np.float32)
+
+
+def draw_start_block(rng: np.random.Generator, n_starts: int) -> np.ndarray:
+    """Indices into the valid starts for the next :data:`START_BLOCK` random episodes."""
+    return rng.integers(0, n_starts, size=START_BLOCK)
+
+
+def account_vector(cfg: EnvConfig, qty: float, cash: float, entry: float, equity: float,
+                   close: float, drawdown: float, bars: float, sl_bps: float,
+                   tp_bps: float) -> list[float]:
+    """The account vector of one env (float64 values, clipped)."""
+    eq = max(equity, 1e-9)
+    clip = cfg.obs_clip
+    values = [qty * close / eq, cash / eq, qty * (close - entry) / eq, drawdown,
+              bars / cfg.time_scale_bars]
+    if cfg.nudge:
+        values += [sl_bps / 100.0, tp_bps / 100.0]
+    return [min(max(v, -clip), clip) for v in values]
+
+
+def account_matrix(cfg: EnvConfig, qty: np.ndarray, cash: np.ndarray, entry: np.ndarray,
+                   equity: np.ndarray, close: np.ndarray, drawdown: np.ndarray,
+                   bars: np.ndarray, sl_bps: np.ndarray, tp_bps: np.ndarray) -> np.ndarray:
+    """(N, A) account vectors, same operations as :func:`account_vector`."""
+    eq = np.maximum(equity, 1e-9)
+    cols = [qty * close / eq, cash / eq, qty * (close - entry) / eq, drawdown,
+            bars / cfg.time_scale_bars]
+    if cfg.nudge:
+        cols += [sl_bps / 100.0, tp_bps / 100.0]
+    return np.clip(np.stack(cols, axis=1), -cfg.obs_clip, cfg.obs_clip)
