@@ -1,0 +1,163 @@
+"""Benchmark: the ``full`` indicator preset on 1,051,200 one-minute candles (two years).
+
+Peers, measured in the same run on the same candles (best of ``--repeat`` runs each):
+
+* **TA-Lib direct** - only the TA-Lib calls behind the preset's TA-Lib-backed indicators,
+  against TradeCore computing exactly those indicators (target ratio <= 1.5x);
+* **plain pandas** - the whole preset written the usual pandas way (rolling / ewm / tz_convert).
+
+Run: ``.venv/bin/python bench/bench_features.py [--repeat 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import talib
+
+from tradecore_lib.features import compute_features, load_preset
+from tradecore_lib.features.presets import Preset
+from tradecore_lib.months import Month
+from tradecore_lib.synthetic import SyntheticParams, generate_month
+
+ROWS = 1_051_200
+# Indicators whose work is TA-Lib calls plus elementwise arithmetic on their results.
+TALIB_PART = ("vwap", "zscore", "atr", "rsi", "bbands", "macd", "sma", "ema", "volume", "range",
+              "obv")
+
+
+def synthetic_candles(rows: int) -> pa.Table:
+    """Consecutive synthetic months from 2022-01, cut to ``rows`` candles."""
+    tables, month, total = [], Month(2022, 1), 0
+    while total < rows:
+        tables.append(generate_month(SyntheticParams(), "synthetic_btc_usd", month))
+        total += tables[-1].num_rows
+        month = month.next()
+    return pa.concat_tables(tables).slice(0, rows).combine_chunks()
+
+
+def talib_direct(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray) -> None:
+    """The TA-Lib calls behind TALIB_PART of ``full.json``, nothing else."""
+    talib.SUM((h + lo + c) / 3.0 * v, 60)
+    talib.SUM(v, 60)
+    talib.SMA(c, 60)
+    talib.STDDEV(c, 60, 1.0)
+    talib.ATR(h, lo, c, 14)
+    talib.NATR(h, lo, c, 14)
+    talib.RSI(c, 14)
+    talib.BBANDS(c, 20, 2.0, 2.0, 0)
+    talib.MACD(c, 12, 26, 9)
+    for n in (20, 240):  # SMA 60 is shared with the z-score above
+        talib.SMA(c, n)
+    for n in (12, 60, 240):
+        talib.EMA(c, n)
+    talib.SMA(v, 15)
+    talib.SMA(v, 60)
+    talib.OBV(c, v)
+
+
+def pandas_full(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``full`` preset the way one writes it in plain pandas."""
+    c, h, lo, v = frame["close"], frame["high"], frame["low"], frame["volume"]
+    out = pd.DataFrame(index=frame.index)
+    typical = (h + lo + c) / 3.0
+    out["vwap_60"] = (typical * v).rolling(60).sum() / v.rolling(60).sum()
+    out["vwap_dist_60"] = c / out["vwap_60"] - 1.0
+    out["zscore_60"] = (c - c.rolling(60).mean()) / c.rolling(60).std(ddof=0)
+    previous = c.shift()
+    ranges = [h - lo, (h - previous).abs(), (lo - previous).abs()]
+    true_range = pd.concat(ranges, axis=1).max(axis=1)
+    out["atr_14"] = true_range.ewm(alpha=1 / 14, adjust=False).mean()
+    out["natr_14"] = out["atr_14"] / c * 100.0
+    delta = c.diff()
+    gain = delta.clip(lower=0).ewm(alpha=1 / 14, adjust=False).mean()
+    loss = (-delta.clip(upper=0)).ewm(alpha=1 / 14, adjust=False).mean()
+    out["rsi_14"] = 100.0 - 100.0 / (1.0 + gain / loss)
+    middle, std = c.rolling(20).mean(), c.rolling(20).std(ddof=0)
+    out["bb_20_middle"] = middle
+    out["bb_20_upper"], out["bb_20_lower"] = middle + 2 * std, middle - 2 * std
+    out["bb_20_pctb"] = (c - out["bb_20_lower"]) / (4 * std)
+    out["bb_20_bandwidth"] = 4 * std / middle
+    line = c.ewm(span=12, adjust=False).mean() - c.ewm(span=26, adjust=False).mean()
+    out["macd_line"], out["macd_signal"] = line, line.ewm(span=9, adjust=False).mean()
+    out["macd_hist"] = line - out["macd_signal"]
+    for n in (20, 60, 240):
+        out[f"sma_{n}_ratio"] = c / c.rolling(n).mean() - 1.0
+    for n in (12, 60, 240):
+        out[f"ema_{n}_ratio"] = c / c.ewm(span=n, adjust=False).mean() - 1.0
+    log_close = np.log(c)
+    for n in (1, 5, 15, 60):
+        out[f"logret_{n}"] = log_close - log_close.shift(n)
+    out["rvol_60"] = np.sqrt((out["logret_1"] ** 2).rolling(60).sum())
+    volume_ma = v.rolling(60).mean()
+    out["volume_ma_60"], out["volume_ratio_60"] = volume_ma, v / volume_ma
+    out["volume_trend_15_60"] = v.rolling(15).mean() / volume_ma - 1.0
+    out["hl_range"] = (h - lo) / c
+    out["range_atr_14"] = (h - lo) / out["atr_14"]
+    for city, zone, start, end in (("tokyo", "Asia/Tokyo", 9, 18),
+                                   ("london", "Europe/London", 8, 17),
+                                   ("new_york", "America/New_York", 8, 17)):
+        local = frame.index.tz_convert(zone)
+        out[f"session_{city}"] = ((local.hour >= start) & (local.hour < end)
+                                  & (local.day_of_week < 5)).astype(float)
+    out["day_of_week"] = frame.index.day_of_week
+    out["weekend"] = (frame.index.day_of_week >= 5).astype(float)
+    hourly = out["rvol_60"].where(frame.index.minute == 0).dropna()
+    low = hourly.rolling(168).quantile(1 / 3).reindex(frame.index, method="ffill").shift()
+    high = hourly.rolling(168).quantile(2 / 3).reindex(frame.index, method="ffill").shift()
+    out["vol_regime"] = (out["rvol_60"] > low).astype(float) + (out["rvol_60"] > high)
+    obv = (np.sign(delta).fillna(0) * v).cumsum()
+    out["obv_flow_60"] = obv.diff(60) / v.rolling(60).sum()
+    return out.astype(np.float32)
+
+
+def best_of(repeat: int, run: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per peer (best is kept)")
+    args = parser.parse_args()
+    candles = synthetic_candles(ROWS)
+    full = load_preset("full")
+    talib_part = Preset(
+        "talib-part", "", tuple(c for c in full.indicators if c.name in TALIB_PART), "bench"
+    )
+    h, lo, c, v = (candles.column(n).to_numpy() for n in ("high", "low", "close", "volume"))
+    frame = candles.to_pandas().set_index("ts")
+
+    timings = {
+        "tradecore full preset": best_of(args.repeat, lambda: compute_features(candles, full)),
+        "plain pandas full preset": best_of(args.repeat, lambda: pandas_full(frame)),
+        "tradecore TA-Lib part": best_of(
+            args.repeat, lambda: compute_features(candles, talib_part)
+        ),
+        "TA-Lib direct calls": best_of(args.repeat, lambda: talib_direct(h, lo, c, v)),
+    }
+    print(f"{candles.num_rows:,} candles, full preset = {len(full.columns)} columns "
+          f"(best of {args.repeat} runs)\n")
+    print(f"{'peer':<28}{'seconds':>10}{'ratio':>10}  (ratio vs.)")
+    rows = [
+        ("tradecore full preset", "tradecore full preset"),
+        ("plain pandas full preset", "tradecore full preset"),
+        ("tradecore TA-Lib part", "TA-Lib direct calls"),
+        ("TA-Lib direct calls", "TA-Lib direct calls"),
+    ]
+    for name, base in rows:
+        ratio = timings[name] / timings[base]
+        print(f"{name:<28}{timings[name]:>10.3f}{ratio:>9.2f}x  ({base})")
+
+
+if __name__ == "__main__":
+    main()
