@@ -6,9 +6,10 @@ Kraken quirks handled here, in one place (freqtrade keeps the same ones in its `
   minute still in progress, and minutes without trades come back as flat rows with count 0.
   Older one-minute history exists only as trades, so a month is rebuilt from ``Trades``; the
   OHLC endpoint is used to cross-check the rebuilt minutes it still covers.
-- ``Trades`` pages by a nanosecond ``last`` cursor, passed back as ``since``. Depending on the
-  server the trade the cursor points at may be served again, so each page's head is compared
-  with the previous page's trades at the cursor time and the repeats are dropped. ccxt appends
+- ``Trades`` pages by a nanosecond ``last`` cursor, passed back as ``since``. Asking from one
+  nanosecond before it serves the trades at the cursor time again (a page may end inside a
+  burst of same-time trades), so each page's head is compared with the previous page's trades
+  at that time and the repeats are dropped. ccxt appends
   ``last`` to the final raw row of each page, where it must not be mistaken for a trade id.
 - Trade times are float seconds with four decimals; they are kept as integer microseconds so
   the minute of a trade is exact. Volumes are summed per minute and rounded to the pair's lot
@@ -312,16 +313,23 @@ class KrakenSpotSource:
             nonlocal pending, pages_pending, requests_before, retries_before
             state.requests += client.stats.requests - requests_before
             state.retries += client.stats.retries - retries_before
-            # Counted from the connection on, so market loading is in the totals too.
-        requests_before, retries_before = 0, 0
+            requests_before, retries_before = client.stats.requests, client.stats.retries
             staging.save(state, TradeColumns.concat(pending) if pending else None)
             pending, pages_pending = [], 0
 
         with Progress(total_min, what=f"{what} trades", unit="min", log=log) as progress:
             _advance(progress, minutes_done(state.cursor_ns))
             while True:
-                page, cursor_ns = self._page(client, symbol, state.cursor_ns, what)
+                # One nanosecond before the cursor, so the trades at the cursor time come again
+                # whether the server's ``since`` is inclusive or exclusive: a page that ended
+                # inside a burst of same-time trades then loses none of the burst's rest.
+                since = state.cursor_ns - 1 if state.tail else state.cursor_ns
+                page, cursor_ns = self._page(client, symbol, since, what)
                 new = _drop_repeats(page, state.tail)
+                if not len(new) and len(page) == self.options.trades_page_size:
+                    # A whole page of one timestamp: the only way on is past it.
+                    page, cursor_ns = self._page(client, symbol, state.cursor_ns, what)
+                    new = _drop_repeats(page, state.tail)
                 if not len(new) or cursor_ns <= state.cursor_ns:
                     # Caught up with the present: the month is whole once the present is past it.
                     state.complete = now_ms >= month.end_ms
