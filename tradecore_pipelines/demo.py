@@ -19,7 +19,11 @@ from tradecore_pipelines.definitions import defs
 def _run(selection: list[dg.AssetKey], instance: dg.DagsterInstance, tags: dict) -> dg.ExecuteInProcessResult:
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
-        instance=instance, asset_selection=selection, tags=tags, raise_on_error=False
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        instance=instance,
+        asset_selection=selection,
+        tags=tags,
+        raise_on_error=False,
     )
 
 
