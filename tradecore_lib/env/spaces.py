@@ -1,6 +1,6 @@
 """Observation and action spaces of a preset, the account vector, and episode-start draws.
 
-Observation: ``Box(-inf, inf, (W * C + A,), float32)`` with ``W = window``, ``C = 5 + F``
+Observation: ``Box(-obs_clip, obs_clip, (W * C + A,), float32)`` with ``W = window``, ``C = 5 + F``
 columns (see :mod:`tradecore_lib.env.observation`) and the account vector (``A = 5``, 7 with
 nudge), every value clipped to ``[-obs_clip, obs_clip]``:
 
@@ -32,7 +32,8 @@ START_BLOCK = 64  # episode starts are drawn in blocks of this many per generato
 
 def observation_space(cfg: EnvConfig, n_columns: int) -> spaces.Box:
     dim = cfg.window * n_columns + cfg.account_size
-    return spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+    clip = float(cfg.obs_clip)
+    return spaces.Box(-clip, clip, shape=(dim,), dtype=np.float32)
 
 
 def action_space(cfg: EnvConfig) -> spaces.Space:

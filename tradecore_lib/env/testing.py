@@ -39,11 +39,12 @@ def add_numpy_features(frame: pd.DataFrame, n_features: int = 2) -> pd.DataFrame
     return out
 
 
-def synthetic_frame(month: Month = Month(2024, 1), n_features: int = 2,
+def synthetic_frame(month: Month | None = None, n_features: int = 2,
                     rows: int | None = None, seed: int = 7,
                     market: str = "synthetic_btc_usd") -> pd.DataFrame:
-    """A month of synthetic 1-minute candles (real gaps included) with numpy features."""
-    table = generate_month(SyntheticParams(seed=seed), market, month)
+    """A month (default 2024-01) of synthetic 1-minute candles (real gaps included) with
+    numpy features."""
+    table = generate_month(SyntheticParams(seed=seed), market, month or Month(2024, 1))
     frame = table.to_pandas()
     if rows is not None:
         frame = frame.iloc[:rows].reset_index(drop=True)

@@ -34,7 +34,6 @@ from tradecore_lib.env.spaces import (
     draw_start_block,
     observation_space,
 )
-from tradecore_lib.env.trading_env import INFO_KEYS
 
 _INT_KEYS = frozenset({"bar"})
 
@@ -296,7 +295,9 @@ class TradeVecEnv(VecEnv):
         a = self.account
         t = self._t[idx]
         obs = np.empty((len(idx), self._obs_dim), dtype=np.float32)
-        np.take(self.data.windows, t - (self.cfg.window - 1), axis=0, out=obs[:, : self._wc])
+        # one gather of the N windows from the strided view (a take with out= would copy
+        # the whole view first)
+        obs[:, : self._wc] = self.data.windows[t - (self.cfg.window - 1)]
         obs[:, self._wc:] = account_matrix(
             self.cfg, a.qty[idx], a.cash[idx], a.entry[idx], a.equity[idx], self.data.close[t],
             a.drawdown[idx], a.bars_in_pos[idx], a.sl_bps[idx], a.tp_bps[idx])
