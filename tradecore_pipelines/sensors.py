@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from tradecore_lib.markets import Market
-from tradecore_lib.months import Month
+from tradecore_lib.months import Month, utc_now_ms
 from tradecore_lib.paths import data_dir
 from tradecore_lib.sources.landing import (
     LandingFileError,
@@ -61,7 +61,7 @@ def build_landing_sensor(
         context: dg.SensorEvaluationContext,
     ) -> Iterator[dg.RunRequest | dg.SkipReason]:
         landing = Path(landing_dir) if landing_dir is not None else data_dir() / "landing"
-        current = Month.of_ms(int(dg.get_current_timestamp() * 1000))
+        current = Month.of_ms(utc_now_ms())
         requested = 0
         for path in new_files(landing, settle_seconds=settle_seconds):
             try:

@@ -94,11 +94,12 @@ def parse_ohlcvt(data: bytes, *, where: str) -> pa.Table:
     increasing, or OHLC values that break the candle rules, naming the first bad line.
     """
 
+    invalid: list[pacsv.InvalidRow] = []
+
     def wrong_width(row: pacsv.InvalidRow) -> str:
-        raise ArchiveFormatError(
-            f"{where}: line {row.number}: {row.actual_columns} columns, expected 7 "
-            f"(time, open, high, low, close, volume, trades): {row.text[:120]!r}"
-        )
+        # pyarrow swallows exceptions raised here; note the row and raise after the read.
+        invalid.append(row)
+        return "skip"
 
     try:
         raw = pacsv.read_csv(
@@ -111,6 +112,15 @@ def parse_ohlcvt(data: bytes, *, where: str) -> pa.Table:
         )
     except pa.ArrowInvalid as exc:
         raise ArchiveFormatError(f"{where}: not a CSV file: {exc}") from exc
+    if invalid:
+        row = invalid[0]
+        # pyarrow does not number the row; find its line in the bytes (error path only).
+        line = next(i for i, text in enumerate(data.splitlines(), start=1)
+                    if text.decode(errors="replace") == row.text)
+        raise ArchiveFormatError(
+            f"{where}: line {line}: {row.actual_columns} columns, expected 7 "
+            f"(time, open, high, low, close, volume, trades): {row.text[:120]!r}"
+        )
     if raw.num_rows == 0:
         raise ArchiveFormatError(f"{where}: no rows")
     numbers = {name: _numeric(raw.column(name), name, where) for name in COLUMNS}

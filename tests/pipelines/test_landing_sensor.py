@@ -1,0 +1,117 @@
+"""The landing-folder sensor and the refresh schedule, evaluated with Dagster's test contexts."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from tests.conftest import kraken_market
+from tests.lib.test_kraken_archive import MAR, archive_lines, write_zip
+from tradecore_lib.lake import candle_key
+from tradecore_lib.months import Month
+from tradecore_pipelines.assets.candles import build_candles_asset
+from tradecore_pipelines.schedules import build_refresh_schedule
+from tradecore_pipelines.sensors import build_landing_sensor
+
+SPOT = kraken_market("kraken_spot")
+FUTURES = kraken_market("kraken_futures")
+
+
+def evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
+    output = sensor(dg.build_sensor_context(instance=instance))
+    return [item for item in output if isinstance(item, dg.RunRequest)]
+
+
+@pytest.fixture
+def landing(tmp_path):
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    return folder
+
+
+def test_new_archive_requests_one_import_run_then_nothing(landing, lake_resource):
+    path = write_zip(landing / "XBTUSD_OHLCVT.zip", archive_lines())
+    sensor = build_landing_sensor([SPOT, FUTURES], landing_dir=landing, settle_seconds=0)
+    with dg.instance_for_test() as instance:
+        [request] = evaluate(sensor, instance)
+        assert request.asset_selection == [dg.AssetKey(["candles", SPOT.name])]
+        assert request.tags["dagster/asset_partition_range_start"] == "2024-02-01"
+        assert request.tags["dagster/asset_partition_range_end"] == "2024-03-01"
+        assert request.run_key.startswith("landing:XBTUSD_OHLCVT.zip:")
+        assert request.run_config == {
+            "ops": {"candles__kraken_spot_btc_usd": {"config": {"archive_file": str(path)}}}
+        }
+        assert evaluate(sensor, instance) == []  # imported once
+
+        # The request runs as is against the real candles asset: both months are published.
+        result = dg.materialize(
+            [build_candles_asset(SPOT)], instance=instance, resources={"lake": lake_resource},
+            run_config=request.run_config, tags=request.tags,
+        )
+        assert result.success
+        lake = lake_resource.get_lake()
+        assert lake.exists(candle_key(SPOT, Month(2024, 2))) and lake.exists(candle_key(SPOT, MAR))
+        materialized = result.asset_materializations_for_node("candles__kraken_spot_btc_usd")
+        assert {m.metadata["endpoint_kind"].value for m in materialized} == {"archive"}
+
+    # A new version of the file under the same name is imported again.
+    lines = archive_lines(seed=4)
+    path.unlink()
+    write_zip(path, lines)
+    with dg.instance_for_test() as instance:
+        assert len(evaluate(sensor, instance)) == 1
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("XBTUSD_1.csv", "1709251080,1,2,0.5,1.5,3\n", "line 1: 6 columns, expected 7"),
+        ("notes.csv", "1709251080,1,2,0.5,1.5,3,4\n", "holds no 1-minute Kraken archive"),
+        ("XBTUSD_1.csv", "1230768000,1,2,0.5,1.5,3,4\n", "none of kraken_spot_btc_usd's partitions"),
+    ],
+)
+def test_unusable_files_are_rejected_with_a_reason(landing, name, content, reason):
+    (landing / name).write_text(content)
+    sensor = build_landing_sensor([SPOT], landing_dir=landing, settle_seconds=0)
+    with dg.instance_for_test() as instance:
+        assert evaluate(sensor, instance) == []
+    assert not (landing / name).exists()
+    assert (landing / "rejected" / name).exists()
+    assert reason in (landing / "rejected" / f"{name}.reason.txt").read_text()
+
+
+def test_files_still_being_copied_wait(landing):
+    write_zip(landing / "XBTUSD_OHLCVT.zip", archive_lines())
+    (landing / "XBTUSD_1.csv.part").write_text("partial")
+    sensor = build_landing_sensor([SPOT], landing_dir=landing, settle_seconds=3600)
+    with dg.instance_for_test() as instance:
+        assert evaluate(sensor, instance) == []
+    assert not (landing / "rejected").exists()
+
+
+def test_refresh_schedule_requests_the_current_month():
+    schedule = build_refresh_schedule(SPOT)
+    assert schedule.cron_schedule == "0 * * * *"
+    mid = datetime(2024, 3, 15, 10, tzinfo=UTC)
+    context = dg.build_schedule_context(scheduled_execution_time=mid)
+    assert [r.partition_key for r in schedule(context)] == ["2024-03-01"]
+    # Just after a month ends, its last minutes are fetched once more.
+    start = datetime(2024, 4, 1, 0, tzinfo=UTC)
+    context = dg.build_schedule_context(scheduled_execution_time=start)
+    keys = [r.partition_key for r in schedule(context)]
+    assert keys == ["2024-03-01", "2024-04-01"]
+    every_15 = build_refresh_schedule(SPOT, cron_schedule="*/15 * * * *")
+    assert every_15.cron_schedule == "*/15 * * * *"
+
+
+def test_sensor_and_schedule_load_with_the_candles_asset(lake_resource):
+    defs = dg.Definitions(
+        assets=[build_candles_asset(SPOT)],
+        schedules=[build_refresh_schedule(SPOT)],
+        sensors=[build_landing_sensor([SPOT], landing_dir=os.devnull)],
+        resources={"lake": lake_resource},
+    )
+    dg.Definitions.validate_loadable(defs)
