@@ -1,4 +1,4 @@
-"""Progress of long work: percent done, rate and ETA to a log callback, and a tqdm bar in a terminal."""
+"""Progress of long work: percent, rate and ETA to a log callback; a tqdm bar in a terminal."""
 
 from __future__ import annotations
 
