@@ -32,9 +32,9 @@ def s3_endpoint() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **S3_CREDENTIALS).create_bucket(
-        Bucket=S3_BUCKET
-    )
+    boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", **S3_CREDENTIALS
+    ).create_bucket(Bucket=S3_BUCKET)
     yield endpoint
     server.stop()
 
@@ -121,7 +121,12 @@ def kraken_market(venue: str, **options) -> Market:
 
     symbol = "BTC/USD" if venue == "kraken_spot" else "BTC/USD:USD"
     return Market(
-        name=f"{venue}_btc_usd", venue=venue, symbol=symbol, first_month=Month(2024, 1),
-        feature_preset="default", train_preset="cpu-smoke", enabled=True,
+        name=f"{venue}_btc_usd",
+        venue=venue,
+        symbol=symbol,
+        first_month=Month(2024, 1),
+        feature_preset="default",
+        train_preset="cpu-smoke",
+        enabled=True,
         source={**_FAST_KRAKEN_OPTIONS, **options},
     )

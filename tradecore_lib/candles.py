@@ -78,7 +78,9 @@ def candle_table(
     )
     return pa.Table.from_arrays(
         [
-            pa.array(np.asarray(ts_ms, dtype=np.int64), pa.int64()).cast(CANDLE_SCHEMA.field("ts").type),
+            pa.array(np.asarray(ts_ms, dtype=np.int64), pa.int64()).cast(
+                CANDLE_SCHEMA.field("ts").type
+            ),
             pa.array(open_, pa.float64()),
             pa.array(high, pa.float64()),
             pa.array(low, pa.float64()),
@@ -92,8 +94,11 @@ def candle_table(
 
 def ts_millis(table: pa.Table) -> np.ndarray:
     """The ``ts`` column as int64 UTC milliseconds."""
-    return table.column("ts").cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64()).to_numpy(
-        zero_copy_only=False
+    return (
+        table.column("ts")
+        .cast(pa.timestamp("ms", tz="UTC"))
+        .cast(pa.int64())
+        .to_numpy(zero_copy_only=False)
     )
 
 
@@ -257,7 +262,9 @@ def inspect_gaps(
             f"longest gap {report.longest_gap_minutes} min > {tolerance.max_gap_minutes} min"
         )
     if breaches:
-        return CheckOutcome("gaps", False, f"{summary}: past tolerance ({'; '.join(breaches)})", metadata)
+        return CheckOutcome(
+            "gaps", False, f"{summary}: past tolerance ({'; '.join(breaches)})", metadata
+        )
     if report.missing_minutes:
         return CheckOutcome("gaps", True, f"{summary}: within tolerance", metadata, warning=True)
     return CheckOutcome("gaps", True, "no missing minutes", metadata)
@@ -274,7 +281,11 @@ def validate_candles(table: pa.Table, market: str, month: Month) -> pa.Table:
     naming the market, the partition and the first offending rows otherwise.
     """
     schema = inspect_schema(table)
-    outcomes = [schema] if not schema.passed else [schema, inspect_time_grid(table, month), inspect_ohlc(table)]
+    outcomes = (
+        [schema]
+        if not schema.passed
+        else [schema, inspect_time_grid(table, month), inspect_ohlc(table)]
+    )
     for outcome in outcomes:
         if not outcome.passed:
             rows = outcome.metadata.get("first_offending_rows")
@@ -284,4 +295,3 @@ def validate_candles(table: pa.Table, market: str, month: Month) -> pa.Table:
                 f"nothing was written for this partition.{detail}"
             )
     return table
-

@@ -90,7 +90,9 @@ def write_manifest(folder: Path, manifest: dict) -> Path:
     """Write ``<folder>/<market>.json`` atomically (temporary file, then rename)."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{manifest['market']}.json"
-    with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".", suffix=".tmp", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=folder, prefix=".", suffix=".tmp", delete=False
+    ) as tmp:
         json.dump(manifest, tmp, indent=2)
         tmp.write("\n")
     os.replace(tmp.name, target)

@@ -58,7 +58,9 @@ class Market:
 
 def _parse_market(name: str, raw: Any, where: str) -> Market:
     if not isinstance(raw, dict):
-        raise MarketConfigError(f"{where}: market {name!r} must be a mapping, got {type(raw).__name__}")
+        raise MarketConfigError(
+            f"{where}: market {name!r} must be a mapping, got {type(raw).__name__}"
+        )
     missing = [key for key in _REQUIRED if key not in raw]
     if missing:
         raise MarketConfigError(f"{where}: market {name!r} lacks {', '.join(missing)}")

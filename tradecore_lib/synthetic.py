@@ -85,7 +85,9 @@ class SyntheticParams:
         known = set(asdict(cls()))
         unknown = set(raw) - known
         if unknown:
-            raise ValueError(f"unknown synthetic source option(s) {sorted(unknown)}; valid: {sorted(known)}")
+            raise ValueError(
+                f"unknown synthetic source option(s) {sorted(unknown)}; valid: {sorted(known)}"
+            )
         return cls(**raw)
 
 
@@ -186,10 +188,14 @@ def _generate_day(params: SyntheticParams, market: str, day: int) -> pa.Table:
 
     ts = _EPOCH_MS + day * DAY_MS + minute_of_day * MINUTE_MS
     keep = np.flatnonzero(present)
-    return candle_table(ts[keep], open_[keep], high[keep], low[keep], close[keep], volume[keep], trades[keep])
+    return candle_table(
+        ts[keep], open_[keep], high[keep], low[keep], close[keep], volume[keep], trades[keep]
+    )
 
 
-def generate_month(params: SyntheticParams, market: str, month: Month, now_ms: int | None = None) -> pa.Table:
+def generate_month(
+    params: SyntheticParams, market: str, month: Month, now_ms: int | None = None
+) -> pa.Table:
     """Candles of ``market`` for ``month`` in the candle schema.
 
     ``now_ms`` cuts the current month at the present: minutes that have not closed yet are
@@ -208,5 +214,7 @@ def generate_month(params: SyntheticParams, market: str, month: Month, now_ms: i
     table = pa.concat_tables(days) if days else candle_table(*(np.empty(0),) * 6, None)
     if now_ms is not None:
         closed = now_ms - now_ms % MINUTE_MS  # the minute in progress is not closed yet
-        table = table.slice(0, int(np.searchsorted(table.column("ts").cast(pa.int64()).to_numpy(), closed)))
+        table = table.slice(
+            0, int(np.searchsorted(table.column("ts").cast(pa.int64()).to_numpy(), closed))
+        )
     return table

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 import dagster as dg
 
 from tradecore_lib.markets import load_markets
 from tradecore_pipelines.assets.candles import build_candle_checks, build_candles_asset
+from tradecore_pipelines.assets.features import build_features_asset
 from tradecore_pipelines.assets.manifest import build_manifest_asset
 from tradecore_pipelines.resources import default_lake_resource
-
-
-# We knowingly use BackfillPolicy (beta) and partitioned asset checks (preview); say so once
-# here instead of on every load of the code location.
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 def build_definitions() -> dg.Definitions:
@@ -24,7 +17,11 @@ def build_definitions() -> dg.Definitions:
         assets=[
             asset
             for market in markets
-            for asset in (build_candles_asset(market), build_manifest_asset(market))
+            for asset in (
+                build_candles_asset(market),
+                build_manifest_asset(market),
+                build_features_asset(market),
+            )
         ],
         asset_checks=[build_candle_checks(market) for market in markets],
         resources={"lake": default_lake_resource()},

@@ -12,11 +12,12 @@ import sys
 import dagster as dg
 
 from tradecore_lib.markets import get_market
-from tradecore_lib.months import Month
 from tradecore_pipelines.definitions import defs
 
 
-def _run(selection: list[dg.AssetKey], instance: dg.DagsterInstance, tags: dict) -> dg.ExecuteInProcessResult:
+def _run(
+    selection: list[dg.AssetKey], instance: dg.DagsterInstance, tags: dict
+) -> dg.ExecuteInProcessResult:
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
@@ -62,14 +63,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'month':8} {'check':12} {'result':8} detail")
     for evaluation in checks:
         status = "passed" if evaluation.passed else "FAILED"
-        if evaluation.passed and evaluation.metadata.get("warning") and evaluation.metadata["warning"].value:
+        if (
+            evaluation.passed
+            and evaluation.metadata.get("warning")
+            and evaluation.metadata["warning"].value
+        ):
             status = "warning"
-        print(f"{evaluation.partition[:7]:8} {evaluation.check_name:12} {status:8} {evaluation.description}")
+        month = evaluation.partition[:7]
+        print(f"{month:8} {evaluation.check_name:12} {status:8} {evaluation.description}")
     manifest_meta = result.asset_materializations_for_node(f"manifest__{market.name}")[0].metadata
     print(f"\nlake:      {lake.root}/{market.venue}/{market.pair_dir}/1m/")
     print(f"manifest:  {manifest_meta['path'].value}")
-    print(f"rows:      {manifest_meta['total_rows'].value}  missing minutes: "
-          f"{manifest_meta['total_missing_minutes'].value}")
+    print(
+        f"rows:      {manifest_meta['total_rows'].value}  missing minutes: "
+        f"{manifest_meta['total_missing_minutes'].value}"
+    )
     print(f"instance:  {instance.root_directory}")
     print("UI:        make ui  ->  http://127.0.0.1:3000 (asset graph, checks, run logs)")
     return 0 if all(e.passed for e in checks) else 1

@@ -12,9 +12,7 @@ def markdown_table(table: pa.Table) -> dg.MetadataValue:
     """A small table (a preview) as markdown."""
     header = "| " + " | ".join(table.column_names) + " |"
     rule = "| " + " | ".join("---" for _ in table.column_names) + " |"
-    rows = [
-        "| " + " | ".join(_cell(v) for v in row.values()) + " |" for row in table.to_pylist()
-    ]
+    rows = ["| " + " | ".join(_cell(v) for v in row.values()) + " |" for row in table.to_pylist()]
     return dg.MetadataValue.md("\n".join([header, rule, *rows]))
 
 
@@ -22,9 +20,7 @@ def records_table(records: list[dict[str, Any]]) -> dg.MetadataValue:
     """A list of flat dicts (same keys) as a Dagster table with a typed schema."""
     if not records:
         return dg.MetadataValue.md("_(none)_")
-    columns = [
-        dg.TableColumn(name, _column_type(records[0][name])) for name in records[0]
-    ]
+    columns = [dg.TableColumn(name, _column_type(records[0][name])) for name in records[0]]
     return dg.MetadataValue.table(
         records=[dg.TableRecord({k: _plain(v) for k, v in r.items()}) for r in records],
         schema=dg.TableSchema(columns=columns),

@@ -43,7 +43,9 @@ def _mutate(name: str, row: int, value: float) -> pa.Table:
     table = _table()
     column = table.column(name).to_numpy().copy()
     column[row] = value
-    return table.set_column(table.schema.get_field_index(name), name, pa.array(column, table.schema.field(name).type))
+    return table.set_column(
+        table.schema.get_field_index(name), name, pa.array(column, table.schema.field(name).type)
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,7 +89,9 @@ def test_out_of_order_duplicated_and_off_grid_rows():
 
 
 def test_schema_mismatch_is_named():
-    table = _table().cast(CANDLE_SCHEMA.set(CANDLE_SCHEMA.get_field_index("volume"), pa.field("volume", pa.float32())))
+    table = _table().cast(
+        CANDLE_SCHEMA.set(CANDLE_SCHEMA.get_field_index("volume"), pa.field("volume", pa.float32()))
+    )
     with pytest.raises(CandleValidationError, match="column 'volume' is float, expected double"):
         validate_candles(table, "m", MONTH)
     with pytest.raises(CandleValidationError, match="missing column 'trades'"):
@@ -107,9 +111,16 @@ def test_gaps_count_between_first_and_last_only():
 
 def test_gap_tolerance_warns_within_and_fails_past():
     ts = MONTH.start_ms + np.concatenate([np.arange(0, 500), np.arange(510, 1000)]) * MINUTE_MS
-    table = _table(n=ts.size, ts=ts, open=np.full(ts.size, 10.0), high=np.full(ts.size, 11.0),
-                   low=np.full(ts.size, 9.0), close=np.full(ts.size, 10.0),
-                   volume=np.ones(ts.size), trades=np.ones(ts.size, dtype=np.int64))
+    table = _table(
+        n=ts.size,
+        ts=ts,
+        open=np.full(ts.size, 10.0),
+        high=np.full(ts.size, 11.0),
+        low=np.full(ts.size, 9.0),
+        close=np.full(ts.size, 10.0),
+        volume=np.ones(ts.size),
+        trades=np.ones(ts.size, dtype=np.int64),
+    )
     within = inspect_gaps(table, MONTH, GapTolerance(max_missing_fraction=0.02, max_gap_minutes=10))
     assert within.passed and within.warning
     assert within.metadata["largest_gaps"][0]["missing_minutes"] == 10

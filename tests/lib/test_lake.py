@@ -94,7 +94,10 @@ def test_crash_mid_write_leaves_old_partition_intact(lake, monkeypatch):
 def test_hive_layout_is_readable_as_a_dataset(local_lake):
     market = get_market("synthetic_btc_usd")
     for month in (Month(2024, 1), Month(2024, 2)):
-        local_lake.write_table(candle_key(market, month), generate_month(SyntheticParams(), market.name, month).slice(0, 100))
+        local_lake.write_table(
+            candle_key(market, month),
+            generate_month(SyntheticParams(), market.name, month).slice(0, 100),
+        )
     dataset = pq.ParquetDataset(local_lake.uri("synthetic/BTC-USD/1m"))
     table = dataset.read()
     assert table.num_rows == 200

@@ -62,7 +62,10 @@ def test_month_arithmetic():
     assert Month(2025, 1).previous() == Month(2024, 12)
     assert Month(2024, 2).minutes == 29 * 1440
     assert [str(m) for m in months_between(Month(2023, 11), Month(2024, 2))] == [
-        "2023-11", "2023-12", "2024-01", "2024-02",
+        "2023-11",
+        "2023-12",
+        "2024-01",
+        "2024-02",
     ]
     with pytest.raises(ValueError, match="not a month"):
         Month.parse("2024/01")

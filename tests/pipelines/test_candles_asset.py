@@ -66,9 +66,7 @@ def test_three_month_backfill_runs_as_one_run(chain, lake_resource, synthetic_ma
         assert len(evaluations) == 12
         assert all(e.passed for e in evaluations.values())
 
-        result = dg.materialize(
-            [manifest], instance=instance, resources={"lake": lake_resource}
-        )
+        result = dg.materialize([manifest], instance=instance, resources={"lake": lake_resource})
         assert result.success
     document = json.loads((tmp_path / "manifests" / "synthetic_btc_usd.json").read_text())
     assert [m["month"] for m in document["months"]] == ["2024-01", "2024-02", "2024-03"]
@@ -84,7 +82,9 @@ def test_corrupted_partition_fails_its_check(chain, lake_resource, synthetic_mar
     candles, checks, _ = chain
     with dg.instance_for_test() as instance:
         assert dg.materialize(
-            [candles, checks], instance=instance, resources={"lake": lake_resource},
+            [candles, checks],
+            instance=instance,
+            resources={"lake": lake_resource},
             partition_key="2024-02-01",
         ).success
         lake = lake_resource.get_lake()
@@ -95,8 +95,11 @@ def test_corrupted_partition_fails_its_check(chain, lake_resource, synthetic_mar
         high[100] = table.column("close")[100].as_py() - 50.0
         lake.write_table(key, table.set_column(2, "high", [high]))
         recheck = dg.materialize(
-            [candles, checks], selection=dg.AssetSelection.all_asset_checks(),
-            instance=instance, resources={"lake": lake_resource}, tags=FEBRUARY,
+            [candles, checks],
+            selection=dg.AssetSelection.all_asset_checks(),
+            instance=instance,
+            resources={"lake": lake_resource},
+            tags=FEBRUARY,
             raise_on_error=False,
         )
         assert not recheck.success
@@ -109,8 +112,11 @@ def test_corrupted_partition_fails_its_check(chain, lake_resource, synthetic_mar
         # Bytes that are not parquet at all fail every check, naming the file.
         lake.write_bytes(key, b"garbage")
         recheck = dg.materialize(
-            [candles, checks], selection=dg.AssetSelection.all_asset_checks(),
-            instance=instance, resources={"lake": lake_resource}, tags=FEBRUARY,
+            [candles, checks],
+            selection=dg.AssetSelection.all_asset_checks(),
+            instance=instance,
+            resources={"lake": lake_resource},
+            tags=FEBRUARY,
             raise_on_error=False,
         )
         schema = _evaluations(recheck)[("2024-02-01", "schema")]
@@ -133,14 +139,19 @@ def test_bad_source_rows_write_nothing(chain, lake_resource, synthetic_market, m
     key = candle_key(synthetic_market, Month(2024, 2))
     with dg.instance_for_test() as instance:
         assert dg.materialize(
-            [candles], instance=instance, resources={"lake": lake_resource},
+            [candles],
+            instance=instance,
+            resources={"lake": lake_resource},
             partition_key="2024-02-01",
         ).success
         good = lake.read_bytes(key)
         monkeypatch.setattr(candles_module, "source_for", lambda *a, **k: _InvertedSource())
         result = dg.materialize(
-            [candles, checks], instance=instance, resources={"lake": lake_resource},
-            partition_key="2024-02-01", raise_on_error=False,
+            [candles, checks],
+            instance=instance,
+            resources={"lake": lake_resource},
+            partition_key="2024-02-01",
+            raise_on_error=False,
         )
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
@@ -159,9 +170,15 @@ def test_cli_materialize_writes_the_designed_path_idempotently(tmp_path):
     }
     (tmp_path / "home").mkdir()
     command = [
-        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-        "-m", "tradecore_pipelines.definitions",
-        "--select", "candles/synthetic_btc_usd", "--partition", "2024-02-01",
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "tradecore_pipelines.definitions",
+        "--select",
+        "candles/synthetic_btc_usd",
+        "--partition",
+        "2024-02-01",
     ]
     digests = []
     for _ in range(2):
@@ -191,14 +208,21 @@ def test_candles_on_an_s3_lake(chain, s3_endpoint, synthetic_market, tmp_path):
     )
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [candles, checks], instance=instance, resources={"lake": lake_resource},
+            [candles, checks],
+            instance=instance,
+            resources={"lake": lake_resource},
             partition_key="2024-02-01",
         )
         assert result.success
         assert all(e.passed for e in result.get_asset_check_evaluations())
-        assert dg.materialize([manifest], instance=instance, resources={"lake": lake_resource}).success
+        assert dg.materialize(
+            [manifest], instance=instance, resources={"lake": lake_resource}
+        ).success
     path = result.asset_materializations_for_node(candles.op.name)[0].metadata["path"].value
-    assert path == f"s3://{S3_BUCKET}/dagster-lake/synthetic/BTC-USD/1m/year=2024/month=02/part-0.parquet"
+    assert (
+        path
+        == f"s3://{S3_BUCKET}/dagster-lake/synthetic/BTC-USD/1m/year=2024/month=02/part-0.parquet"
+    )
     document = json.loads((tmp_path / "manifests" / "synthetic_btc_usd.json").read_text())
     assert document["months"][0]["path"] == path
     assert "testing" not in json.dumps(document), "credentials must not reach the manifest"

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from matplotlib.figure import Figure
 
 from tradecore_lib.features.registry import REGISTRY, CandleArrays
 
@@ -45,6 +44,9 @@ def xray_png(series: CandleArrays, start: int, title: str, zoom_rows: int = 1_44
     rsi = next(iter(REGISTRY["rsi"].compute(series, CHART_RSI).values()))
     when = series.ts_ms.astype("datetime64[ms]")
     zoom = slice(max(start, len(series) - zoom_rows), len(series))
+    # Imported here: matplotlib costs ~0.35 s, too much for loading the code location.
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(10, 7.5), dpi=72, layout="constrained")
     month, price, oscillator, volume = figure.subplots(
         4, 1, gridspec_kw={"height_ratios": [2, 2.5, 1.2, 1.2]}
@@ -56,8 +58,12 @@ def xray_png(series: CandleArrays, start: int, title: str, zoom_rows: int = 1_44
     month.set_ylabel("close")
     price.plot(when[zoom], series.close[zoom], color="black", linewidth=0.7, label="close")
     price.fill_between(
-        when[zoom], bands["bb_20_lower"][zoom], bands["bb_20_upper"][zoom],
-        color="tab:blue", alpha=0.25, label="Bollinger 20, 2 sd",
+        when[zoom],
+        bands["bb_20_lower"][zoom],
+        bands["bb_20_upper"][zoom],
+        color="tab:blue",
+        alpha=0.25,
+        label="Bollinger 20, 2 sd",
     )
     price.set_ylabel("close (zoom)")
     price.legend(loc="upper left", fontsize=8)

@@ -28,5 +28,9 @@ class SyntheticSource:
         table = generate_month(self.params, market.name, month, now_ms=now_ms)
         return FetchResult(
             table,
-            {"source": "synthetic", "endpoint_kind": "generator", **{f"synthetic_{k}": v for k, v in asdict(self.params).items()}},
+            {
+                "source": "synthetic",
+                "endpoint_kind": "generator",
+                **{f"synthetic_{k}": v for k, v in asdict(self.params).items()},
+            },
         )

@@ -71,7 +71,11 @@ def _partition_metadata(published: PublishedPartition) -> dict:
 
 
 def _ts(ts_ms: int | None) -> dg.MetadataValue:
-    return dg.MetadataValue.timestamp(ts_ms / 1000) if ts_ms is not None else dg.MetadataValue.text("-")
+    return (
+        dg.MetadataValue.timestamp(ts_ms / 1000)
+        if ts_ms is not None
+        else dg.MetadataValue.text("-")
+    )
 
 
 def build_candles_asset(market: Market) -> dg.AssetsDefinition:
@@ -94,15 +98,23 @@ def build_candles_asset(market: Market) -> dg.AssetsDefinition:
             "layout": f"{market.venue}/{market.pair_dir}/1m/year=YYYY/month=MM/part-0.parquet",
         },
     )
-    def candles(context: dg.AssetExecutionContext, config: CandlesConfig, lake: LakeResource) -> None:
+    def candles(
+        context: dg.AssetExecutionContext, config: CandlesConfig, lake: LakeResource
+    ) -> None:
         store = lake.get_lake()
         source = source_for(market, lake=store, archive_file=config.archive_file)
         months = [Month.parse(key) for key in context.partition_keys]
         now_ms = utc_now_ms()
-        with Progress(len(months), what=f"candles/{market.name}", unit="months", log=context.log.info) as progress:
+        with Progress(
+            len(months), what=f"candles/{market.name}", unit="months", log=context.log.info
+        ) as progress:
             for month in months:
-                published = ingest_month(store, source, market, month, now_ms=now_ms, log=context.log.info)
-                context.add_asset_metadata(_partition_metadata(published), partition_key=month.partition_key)
+                published = ingest_month(
+                    store, source, market, month, now_ms=now_ms, log=context.log.info
+                )
+                context.add_asset_metadata(
+                    _partition_metadata(published), partition_key=month.partition_key
+                )
                 progress.update()
 
     return candles
@@ -116,7 +128,10 @@ def _inspect_partition(
     try:
         table = store.read_table(key)
     except (FileNotFoundError, ValueError) as exc:
-        return [CheckOutcome(name, False, f"cannot read partition {month}: {exc}") for name in CHECK_NAMES]
+        return [
+            CheckOutcome(name, False, f"cannot read partition {month}: {exc}")
+            for name in CHECK_NAMES
+        ]
     schema = inspect_schema(table)
     if not schema.passed:
         skipped = f"not inspected: the schema check failed ({schema.description})"
@@ -153,13 +168,18 @@ def build_candle_checks(market: Market) -> dg.AssetChecksDefinition:
     partitions_def = monthly_partitions(market)
     specs = [
         dg.AssetCheckSpec(
-            name, asset=key, blocking=True, partitions_def=partitions_def,
+            name,
+            asset=key,
+            blocking=True,
+            partitions_def=partitions_def,
             description=_CHECK_DESCRIPTIONS[name],
         )
         for name in CHECK_NAMES
     ]
 
-    @dg.multi_asset_check(specs=specs, name=f"candle_checks__{market.name}", required_resource_keys={"lake"})
+    @dg.multi_asset_check(
+        specs=specs, name=f"candle_checks__{market.name}", required_resource_keys={"lake"}
+    )
     def candle_checks(context: dg.AssetCheckExecutionContext):
         lake: LakeResource = context.resources.lake
         now_ms = utc_now_ms()
@@ -175,7 +195,11 @@ def build_candle_checks(market: Market) -> dg.AssetChecksDefinition:
                     passed=outcome.passed,
                     severity=dg.AssetCheckSeverity.ERROR,
                     description=f"{month}: {outcome.description}",
-                    metadata={"partition": partition_key, "warning": outcome.warning, **outcome.metadata},
+                    metadata={
+                        "partition": partition_key,
+                        "warning": outcome.warning,
+                        **outcome.metadata,
+                    },
                     partition=partition_key,
                     blocking=True,
                     target_materialization_data=target,
