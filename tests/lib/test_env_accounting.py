@@ -1,0 +1,165 @@
+"""Property tests (hypothesis) of the accounting over random price paths and actions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tradecore_lib.env import make_env
+from tradecore_lib.env.testing import random_walk_frame
+
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+BASE = {"window": 4, "norm_window": 20, "norm_min_periods": 1, "episode_length": None,
+        "random_start": False, "max_gap_minutes": 5.0}
+
+
+@st.composite
+def scenarios(draw, continuous: bool = False):
+    seed = draw(st.integers(0, 2**32 - 1))
+    n = draw(st.integers(30, 160))
+    vol = draw(st.sampled_from([0.0005, 0.003, 0.02]))
+    cfg = dict(BASE)
+    cfg.update(
+        action_mode="continuous" if continuous else "discrete",
+        maker_fee=draw(st.sampled_from([0.0, 0.0002, 0.001])),
+        taker_fee=draw(st.sampled_from([0.0, 0.0005, 0.002])),
+        slippage_bps=draw(st.sampled_from([0.0, 1.0, 25.0])),
+        stop_loss_bps=draw(st.sampled_from([20.0, 100.0, 500.0])),
+        take_profit_bps=draw(st.sampled_from([0.0, 30.0, 200.0])),
+        risk_pct=draw(st.sampled_from([0.005, 0.02, 1.0])),
+        max_leverage=draw(st.sampled_from([0.5, 1.0, 3.0])),
+        max_drawdown=draw(st.sampled_from([0.05, 1.0])),
+        rebalance_threshold=0.0 if not continuous else draw(st.sampled_from([0.0, 0.2])),
+    )
+    if continuous:
+        actions = draw(st.lists(st.floats(-1.0, 1.0, width=32), min_size=n, max_size=n))
+    else:
+        actions = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
+    frame = random_walk_frame(np.random.default_rng(seed), n + BASE["window"], vol=vol)
+    return frame, cfg, actions
+
+
+def run_episode(frame, cfg, actions):
+    env = make_env(frame, cfg)
+    env.reset(seed=0)
+    d = env.data
+    records = []
+    for action in actions:
+        qty_before = env.account.qty
+        n_fills_before = len(env.engine.fills)
+        act = np.array([action], dtype=np.float32) if cfg["action_mode"] == "continuous" \
+            else action
+        _, reward, terminated, truncated, info = env.step(act)
+        new_fills = env.engine.fills[n_fills_before:]
+        records.append((qty_before, new_fills, reward, info))
+        if terminated or truncated:
+            break
+    return env, d, records
+
+
+@SETTINGS
+@given(scenarios())
+def test_equity_cash_fees_and_fill_prices(case):
+    frame, cfg, actions = case
+    env, d, records = run_episode(frame, cfg, actions)
+    cash = cfg.get("initial_cash", 10_000.0)
+    fees_reported = fees_from_fills = 0.0
+    for _, fills, reward, info in records:
+        bar = info["bar"]
+        for f in fills:
+            # no trade ever fills outside its bar's [low, high]; fills happen on the played bar
+            assert f.bar == bar
+            assert d.low[bar] <= f.price <= d.high[bar]
+            expected_rate = cfg["maker_fee"] if f.kind == "take_profit" else cfg["taker_fee"]
+            assert f.rate == expected_rate
+            assert f.fee == abs(f.qty) * f.price * f.rate
+            fees_from_fills += f.fee
+            cash -= f.qty * f.price + f.fee
+        fees_reported += info["fees"]
+        assert info["fees"] == info["market_fee"] + info["stop_fee"] + info["limit_fee"]
+        assert info["stop_fee"] == sum(f.fee for f in fills if f.kind == "stop")
+        assert info["limit_fee"] == sum(f.fee for f in fills if f.kind == "take_profit")
+        # equity = cash + position value, with cash replayed independently from the fills
+        assert math.isclose(info["cash"], cash, rel_tol=1e-9, abs_tol=1e-6)
+        value = info["position_qty"] * d.close[bar]
+        assert info["equity"] == info["cash"] + value
+        assert math.isclose(info["position_value"], value, rel_tol=1e-12, abs_tol=1e-12)
+        assert math.isclose(
+            reward, info["reward_pnl"] + info["reward_fee"] + info["reward_drawdown"],
+            rel_tol=1e-12, abs_tol=1e-12)
+        assert info["reward_drawdown"] <= 0.0 and info["reward_fee"] <= 0.0
+    # sum of fees equals the fills' notional times their fee rate
+    assert math.isclose(fees_reported, fees_from_fills, rel_tol=1e-12, abs_tol=1e-9)
+
+
+@SETTINGS
+@given(scenarios(continuous=True))
+def test_continuous_targets_sized_by_risk_guard(case):
+    frame, cfg, actions = case
+    _, d, records = run_episode(frame, cfg, actions)
+    lev_cap = min(cfg["risk_pct"] / (cfg["stop_loss_bps"] / 1e4), cfg["max_leverage"])
+    equity_prev = 10_000.0
+    for qty_before, fills, _, info in records:
+        target = info["target_position"]
+        assert -1.0 <= target <= 1.0
+        market = [f for f in fills if f.kind == "market"]
+        if market:
+            # the new position is target * leverage cap * equity (at the previous close) / open
+            expected = target * lev_cap * equity_prev / d.open[market[0].bar]
+            assert math.isclose(qty_before + market[0].qty, expected, rel_tol=1e-9,
+                                abs_tol=1e-12)
+            assert abs(expected) * d.open[market[0].bar] <= lev_cap * equity_prev * (1 + 1e-12)
+        assert info["risk_units"] >= 0.0
+        equity_prev = info["equity"]
+
+
+@SETTINGS
+@given(scenarios())
+def test_flat_positions_earn_exactly_zero(case):
+    frame, cfg, actions = case
+    actions = [1] * len(actions)  # index 1 of (-1, 0, 1): flat
+    _, _, records = run_episode(frame, cfg, actions)
+    equity = cfg.get("initial_cash", 10_000.0)
+    for qty_before, fills, reward, info in records:
+        assert qty_before == 0.0 and not fills
+        assert reward == 0.0 and info["reward_pnl"] == 0.0
+        assert info["equity"] == equity
+
+
+@SETTINGS
+@given(scenarios())
+def test_pnl_is_zero_whenever_flat_through_a_bar(case):
+    frame, cfg, actions = case
+    _, _, records = run_episode(frame, cfg, actions)
+    for qty_before, fills, _, info in records:
+        if qty_before == 0.0 and not fills:
+            assert info["reward_pnl"] == 0.0 and info["position_qty"] == 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(5, 200),
+       vol=st.sampled_from([0.0005, 0.003, 0.02]),
+       taker=st.sampled_from([0.0, 0.0005, 0.002]))
+def test_buy_and_hold_reproduces_buy_and_hold_minus_one_taker_fee(seed, n, vol, taker):
+    frame = random_walk_frame(np.random.default_rng(seed), n + BASE["window"], vol=vol)
+    cfg = dict(BASE, taker_fee=taker, slippage_bps=0.0, stop_loss_bps=10_000.0,
+               take_profit_bps=0.0, risk_pct=1.0, max_leverage=1.0, max_drawdown=1.0)
+    env = make_env(frame, cfg)
+    env.reset(seed=0)
+    first = env.bar + 1
+    info = {}
+    for _ in range(n):
+        _, _, terminated, truncated, info = env.step(2)  # long, always
+        assert not terminated
+        if truncated:
+            break
+    last = info["bar"]
+    assert len(env.engine.fills) == 1
+    bh_return = frame["close"].iloc[last] / frame["open"].iloc[first] - 1.0
+    assert math.isclose(info["equity"] / 10_000.0 - 1.0, bh_return - taker,
+                        rel_tol=1e-9, abs_tol=1e-12)
