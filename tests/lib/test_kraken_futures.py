@@ -10,7 +10,7 @@ from tests.fakes.kraken_server import python_candles
 from tradecore_lib.candles import ts_millis, validate_candles
 from tradecore_lib.months import Month
 from tradecore_lib.sources import source_for
-from tradecore_lib.sources.kraken_client import KrakenPermanentError, connect, KrakenOptions
+from tradecore_lib.sources.kraken_client import KrakenOptions, KrakenPermanentError, connect
 
 MONTH = Month.parse(KRAKEN_MONTH_FIXTURE)
 

@@ -113,23 +113,31 @@ def aggregate_trades(
     """One-minute OHLCV + trade count of the trades in ``[start_ms, end_ms)`` (UTC ms).
 
     ``time_us`` (UTC microseconds) must be sorted; ties keep their order, which decides open
-    and close. Minutes without trades get no row. Vectorized: one pass of ``reduceat`` per
-    column over the minute boundaries. ``volume_decimals`` rounds the volume sums (the pair's
-    lot decimals) so float summation noise does not survive.
+    and close. Minutes without trades get no row. Vectorized: minute boundaries by binary
+    search, then one ``reduceat`` pass per column. ``volume_decimals`` rounds the volume sums
+    (the pair's lot decimals) so float summation noise does not survive.
     """
-    lo, hi = np.searchsorted(time_us, [start_ms * 1000, end_ms * 1000])
-    minute = time_us[lo:hi] // MINUTE_US
+    # Trade index of every minute edge of the range: a binary search per minute (44,640 for a
+    # month) instead of dividing every trade's time; minutes whose edges meet are empty.
+    first_minute = start_ms - start_ms % MINUTE_MS
+    edges = np.searchsorted(
+        time_us, np.arange(first_minute, end_ms + MINUTE_MS, MINUTE_MS, dtype=np.int64) * 1000
+    )
+    edges[0] = np.searchsorted(time_us, start_ms * 1000)
+    edges[-1] = np.searchsorted(time_us, end_ms * 1000)
+    lo, hi = int(edges[0]), int(edges[-1])
+    traded = np.flatnonzero(edges[1:] > edges[:-1])
+    if traded.size == 0:
+        return candle_table(*(np.empty(0),) * 6, np.empty(0, dtype=np.int64))
+    starts = edges[traded] - lo
+    ends = edges[traded + 1] - lo
     price = np.ascontiguousarray(price[lo:hi], dtype=np.float64)
     amount = np.ascontiguousarray(amount[lo:hi], dtype=np.float64)
-    if minute.size == 0:
-        return candle_table(*(np.empty(0),) * 6, np.empty(0, dtype=np.int64))
-    starts = np.flatnonzero(np.concatenate(([True], minute[1:] != minute[:-1])))
-    ends = np.concatenate((starts[1:], [minute.size]))
     volume = np.add.reduceat(amount, starts)
     if volume_decimals is not None:
         volume = np.round(volume, volume_decimals)
     return candle_table(
-        minute[starts] * MINUTE_MS,
+        first_minute + traded * MINUTE_MS,
         price[starts],
         np.maximum.reduceat(price, starts),
         np.minimum.reduceat(price, starts),
