@@ -1,0 +1,79 @@
+"""Env presets load, and bad ones are rejected with the key named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tradecore_lib.env import EnvConfig, EnvConfigError, FrameError, load_env_config, make_env
+from tradecore_lib.env.testing import synthetic_frame
+
+
+@pytest.mark.parametrize("name", ["default", "continuous", "nudge", "extended"])
+def test_shipped_presets_load(name):
+    cfg = load_env_config(name)
+    assert cfg.name == name and cfg.window == 64
+    assert json.loads(json.dumps(cfg.to_dict()))["taker_fee"] == 0.0005
+
+
+def test_overrides_on_a_base_preset():
+    cfg = load_env_config({"preset": "nudge", "window": 32})
+    assert cfg.nudge and cfg.window == 32
+    assert load_env_config({"window": 8}).window == 8
+    assert load_env_config(cfg) is cfg
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"windw": 64}, "windw"),
+    ({"window": 0}, "window"),
+    ({"taker_fee": -0.1}, "taker_fee"),
+    ({"action_mode": "market"}, "action_mode"),
+    ({"positions": [0.0, 2.0]}, "positions"),
+    ({"max_drawdown": 1.5}, "max_drawdown"),
+    ({"stop_loss_bps": 0}, "stop_loss_bps"),
+    ({"episode_length": 0}, "episode_length"),
+    ({"stop_loss_bounds_bps": [10]}, "stop_loss_bounds_bps"),
+    ({"risk_pct": True}, "risk_pct"),
+])
+def test_bad_values_name_the_key(raw, key):
+    with pytest.raises(EnvConfigError, match=key):
+        load_env_config(raw)
+
+
+def test_unknown_preset_lists_the_available_ones():
+    with pytest.raises(EnvConfigError, match="available"):
+        load_env_config("no-such-preset")
+
+
+def test_preset_file_from_config_dir(tmp_path, monkeypatch):
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "mine.json").write_text(json.dumps({"window": 16, "nudge": True}))
+    (tmp_path / "env" / "broken.json").write_text("{")
+    monkeypatch.setenv("TRADECORE_CONFIG_DIR", str(tmp_path))
+    assert load_env_config("mine") == EnvConfig(window=16, nudge=True)
+    with pytest.raises(EnvConfigError, match="not valid JSON"):
+        load_env_config("broken")
+
+
+def test_frame_errors_are_clear():
+    frame = synthetic_frame(n_features=1, rows=3_000)
+    with pytest.raises(FrameError, match="volume"):
+        make_env(frame.drop(columns=["volume"]))
+    with pytest.raises(FrameError, match="nope"):
+        make_env(frame, {"features": ["nope"]})
+    with pytest.raises(FrameError, match="no episode fits"):
+        make_env(frame.iloc[:500], "default")
+    shuffled = frame.iloc[::-1].reset_index(drop=True)
+    with pytest.raises(FrameError, match="increasing"):
+        make_env(shuffled)
+
+
+def test_bool_and_nonnumeric_columns_are_not_features():
+    frame = synthetic_frame(n_features=2, rows=3_000)
+    frame["label"] = "x"
+    env = make_env(frame, "default")
+    assert env.data.columns == ("open", "high", "low", "close", "volume", "feat_0_5", "feat_1_10")
+    # the warm-up marker can exclude rows explicitly
+    excl = make_env(frame, {"exclude_column": "warmup"})
+    assert excl.data.starts.min() >= int(frame["warmup"].to_numpy().nonzero()[0].max()) + 64
