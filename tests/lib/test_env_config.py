@@ -74,6 +74,12 @@ def test_bool_and_nonnumeric_columns_are_not_features():
     frame["label"] = "x"
     env = make_env(frame, "default")
     assert env.data.columns == ("open", "high", "low", "close", "volume", "feat_0_5", "feat_1_10")
-    # the warm-up marker can exclude rows explicitly
-    excl = make_env(frame, {"exclude_column": "warmup"})
-    assert excl.data.starts.min() >= int(frame["warmup"].to_numpy().nonzero()[0].max()) + 64
+    # a boolean marker column can exclude rows explicitly: no window or episode touches them
+    frame.loc[1000:1099, "warmup"] = True
+    excl = make_env(frame, {"exclude_column": "warmup", "episode_length": 100})
+    starts = excl.data.starts
+    assert len(starts) > 0
+    ends = excl.data.episode_end[starts]
+    assert not ((starts - 63 <= 1099) & (ends >= 1000)).any()
+    plain = make_env(frame, {"episode_length": 100}).data
+    assert ((plain.starts - 63 <= 1099) & (plain.episode_end[plain.starts] >= 1000)).any()

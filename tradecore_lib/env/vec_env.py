@@ -298,9 +298,13 @@ class TradeVecEnv(VecEnv):
         # one gather of the N windows from the strided view (a take with out= would copy
         # the whole view first)
         obs[:, : self._wc] = self.data.windows[t - (self.cfg.window - 1)]
-        obs[:, self._wc:] = account_matrix(
-            self.cfg, a.qty[idx], a.cash[idx], a.entry[idx], a.equity[idx], self.data.close[t],
-            a.drawdown[idx], a.bars_in_pos[idx], a.sl_bps[idx], a.tp_bps[idx])
+        if len(idx) == self.num_envs:  # every env: no need to gather the account arrays
+            account_matrix(self.cfg, a.qty, a.cash, a.entry, a.equity, self.data.close[t],
+                           a.drawdown, a.bars_in_pos, a.sl_bps, a.tp_bps, obs[:, self._wc:])
+        else:
+            account_matrix(self.cfg, a.qty[idx], a.cash[idx], a.entry[idx], a.equity[idx],
+                           self.data.close[t], a.drawdown[idx], a.bars_in_pos[idx],
+                           a.sl_bps[idx], a.tp_bps[idx], obs[:, self._wc:])
         return obs
 
     # -- VecEnv plumbing ------------------------------------------------------------------
