@@ -21,7 +21,7 @@ VENUES = ("synthetic", "kraken_spot", "kraken_futures")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _SYMBOL_RE = re.compile(r"^([A-Z0-9]+)/([A-Z0-9]+)(?::([A-Z0-9]+))?$")
 _REQUIRED = ("venue", "symbol", "first_month", "feature_preset", "train_preset")
-_OPTIONAL = ("enabled", "source", "gap_tolerance")
+_OPTIONAL = ("enabled", "source", "gap_tolerance", "refresh_cron", "freshness_fail_hours")
 
 
 class MarketConfigError(ValueError):
@@ -41,6 +41,13 @@ class Market:
     enabled: bool = True
     source: dict[str, Any] = field(default_factory=dict)
     gap_tolerance: GapTolerance = field(default_factory=GapTolerance)
+    refresh_cron: str = "0 * * * *"
+    freshness_fail_hours: float = 3.0
+
+    @property
+    def live(self) -> bool:
+        """A real venue (refreshed on a schedule, watched for freshness), not the generator."""
+        return self.venue != "synthetic"
 
     @property
     def base(self) -> str:
@@ -110,7 +117,16 @@ def _parse_market(name: str, raw: Any, where: str) -> Market:
         enabled=bool(raw.get("enabled", True)),
         source=dict(source),
         gap_tolerance=tolerance,
+        refresh_cron=str(raw.get("refresh_cron", Market.refresh_cron)),
+        freshness_fail_hours=_positive(raw, "freshness_fail_hours", name, where),
     )
+
+
+def _positive(raw: dict, key: str, name: str, where: str) -> float:
+    value = raw.get(key, getattr(Market, key))
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise MarketConfigError(f"{where}: market {name!r} {key} must be a positive number")
+    return float(value)
 
 
 def load_markets(path: Path | None = None, *, include_disabled: bool = False) -> list[Market]:

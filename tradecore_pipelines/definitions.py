@@ -9,6 +9,8 @@ from tradecore_pipelines.assets.candles import build_candle_checks, build_candle
 from tradecore_pipelines.assets.features import build_features_asset
 from tradecore_pipelines.assets.manifest import build_manifest_asset
 from tradecore_pipelines.resources import default_lake_resource
+from tradecore_pipelines.schedules import build_refresh_schedule
+from tradecore_pipelines.sensors import build_landing_sensor
 
 
 def build_definitions() -> dg.Definitions:
@@ -24,6 +26,14 @@ def build_definitions() -> dg.Definitions:
             )
         ],
         asset_checks=[build_candle_checks(market) for market in markets],
+        schedules=[
+            build_refresh_schedule(market, cron_schedule=market.refresh_cron)
+            for market in markets
+            if market.live
+        ],
+        # Dropped archives are local and offline-safe, so the sensor runs by default; the
+        # refresh schedules call Kraken and are switched on by the user.
+        sensors=[build_landing_sensor(markets, default_status=dg.DefaultSensorStatus.RUNNING)],
         resources={"lake": default_lake_resource()},
     )
 

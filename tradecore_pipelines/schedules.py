@@ -6,6 +6,7 @@ import dagster as dg
 
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
+from tradecore_pipelines.assets.candles import candles_key
 
 # For this long after a month ends its partition is refreshed once more alongside the new
 # month, so the last minutes of the old month (closed after the previous tick) land too.
@@ -29,7 +30,7 @@ def build_refresh_schedule(
     too. The Kraken spot source continues from its stored cursor, so a refresh downloads only
     the trades since the last one.
     """
-    key = dg.AssetKey(["candles", market.name])
+    key = candles_key(market)
 
     @dg.schedule(
         name=f"refresh_candles__{market.name}",

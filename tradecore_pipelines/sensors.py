@@ -17,10 +17,7 @@ from tradecore_lib.sources.landing import (
     plan_imports,
     reject,
 )
-
-
-def _candles_key(market: Market) -> dg.AssetKey:
-    return dg.AssetKey(["candles", market.name])
+from tradecore_pipelines.assets.candles import candles_key
 
 
 def build_landing_sensor(
@@ -52,7 +49,7 @@ def build_landing_sensor(
     @dg.sensor(
         name="landing_folder_sensor",
         minimum_interval_seconds=minimum_interval_seconds,
-        asset_selection=[_candles_key(m) for m in targets] or None,
+        asset_selection=[candles_key(m) for m in targets] or None,
         default_status=default_status,
         description="Imports Kraken OHLCVT archives (.csv/.zip) dropped into data/landing/ into "
         "the candle partitions they cover; malformed files go to data/landing/rejected/.",
@@ -78,7 +75,7 @@ def build_landing_sensor(
                 )
                 yield dg.RunRequest(
                     run_key=plan.run_key,
-                    asset_selection=[_candles_key(plan.market)],
+                    asset_selection=[candles_key(plan.market)],
                     tags={
                         "dagster/asset_partition_range_start": plan.months[0].partition_key,
                         "dagster/asset_partition_range_end": plan.months[-1].partition_key,

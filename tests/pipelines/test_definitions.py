@@ -57,3 +57,17 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_live_markets_have_freshness_retries_and_a_refresh_schedule():
+    graph = defs.resolve_asset_graph()
+    for name, live in (("kraken_spot_btc_usd", True), ("synthetic_btc_usd", False)):
+        node = graph.get(dg.AssetKey(["candles", name]))
+        assert (node.freshness_policy is not None) is live
+        assert (node.assets_def.op.retry_policy is not None) is live
+    schedules = {s.name for s in defs.schedules}
+    assert schedules == {
+        "refresh_candles__kraken_spot_btc_usd",
+        "refresh_candles__kraken_futures_btc_usd",
+    }
+    assert [s.name for s in defs.sensors] == ["landing_folder_sensor"]

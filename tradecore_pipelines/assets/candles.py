@@ -1,5 +1,7 @@
 """``candles/<market>``: monthly one-minute candles in the lake, and their per-partition checks."""
 
+from datetime import timedelta
+
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     # Not exported by dagster 1.13; the Dagster family is pinned exactly (pyproject.toml).
@@ -80,15 +82,19 @@ def _ts(ts_ms: int | None) -> dg.MetadataValue:
 
 def build_candles_asset(market: Market) -> dg.AssetsDefinition:
     """The ``candles/<market>`` asset: fetch, validate and atomically publish each month."""
-    live = market.venue != "synthetic"
 
     @dg.asset(
         key=candles_key(market),
         group_name=INGESTION,
         partitions_def=monthly_partitions(market),
         backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=_LIVE_RETRY if live else None,
-        kinds={"parquet", "ccxt" if live else "python"},
+        retry_policy=_LIVE_RETRY if market.live else None,
+        freshness_policy=(
+            dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=market.freshness_fail_hours))
+            if market.live
+            else None
+        ),
+        kinds={"parquet", "ccxt" if market.live else "python"},
         description=f"One-minute {market.symbol} candles from {market.venue}, one parquet file "
         f"per month under <lake_root>/{market.venue}/{market.pair_dir}/1m/.",
         metadata={
