@@ -11,6 +11,10 @@ TORCH_PIN := torch==2.13.0
 # The machine's pip config points at local mirrors that may be absent; silence only that noise.
 PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
+# Benchmark peers (gym-anytrading) live in their own site folder, not in the project's venv.
+BENCH_PEERS := $(VENV)/bench-peers
+BENCH_PEERS_STAMP := $(BENCH_PEERS)/.installed
+
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
 .PHONY: demo test ui bench lint clean
@@ -40,9 +44,14 @@ test: $(STAMP)
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
+$(BENCH_PEERS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --no-deps --target $(BENCH_PEERS) gym-anytrading==2.0.0 2>&1 \
+		| { $(PIP_QUIET); }
+	touch $@
+
 ## bench: the benchmarks in bench/, each printing ratios against its peers
-bench: $(STAMP)
-	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+bench: $(STAMP) $(BENCH_PEERS_STAMP)
+	for b in bench/bench_*.py; do echo "== $$b"; PYTHONPATH=$(BENCH_PEERS) $(PY) $$b; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tradecore_lib tradecore_pipelines tests bench
