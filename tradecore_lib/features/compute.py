@@ -68,20 +68,26 @@ def compute_features(
         pa.concat_tables([history.select(candles.column_names), candles]) if h else candles
     )
     series = CandleArrays.from_table(series_table)
-    if np.any(np.diff(series.ts_ms) <= 0):
+    steps = np.diff(series.ts_ms)
+    if np.any(steps <= 0):
         where = "history + candles" if h else "candles"
         raise FeatureInputError(f"{where}: timestamps must be strictly increasing")
     n = len(series)
     columns: dict[str, np.ndarray] = {}
     if n:
         for choice in preset.indicators:
+            # Each indicator's float64 outputs die right after their float32 copy, so the
+            # allocator hands the same (already mapped) memory to the next indicator.
             for name, values in choice.indicator.compute(series, choice.params).items():
                 columns[name] = values[h:].astype(np.float32)
+        # Intermediates shared between indicators are not needed past this call; the series
+        # lives on in the result (for charts) and must not pin them.
+        series.clear_cache()
     else:
         columns = {name: np.empty(0, np.float32) for name in preset.columns}
-    warm = np.arange(h, n) < preset.lookback
-    steps = np.diff(series.ts_ms)[max(h - 1, 0) :]
-    after_gap = int(np.count_nonzero(steps > MINUTE_MS))
+    warm = np.zeros(n - h, dtype=bool)
+    warm[: max(preset.lookback - h, 0)] = True
+    after_gap = int(np.count_nonzero(steps[max(h - 1, 0) :] > MINUTE_MS))
     fields = [candles.schema.field("ts")]
     fields += [pa.field(name, pa.float32()) for name in preset.columns]
     fields.append(pa.field(WARMUP_COLUMN, pa.bool_(), nullable=False))

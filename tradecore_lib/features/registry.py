@@ -134,6 +134,10 @@ class CandleArrays:
             self._cache[key] = compute()
         return self._cache[key]
 
+    def clear_cache(self) -> None:
+        """Forget memoized intermediates (they are recomputed on demand)."""
+        self._cache.clear()
+
 
 Compute = Callable[[CandleArrays, Params], dict[str, np.ndarray]]
 
