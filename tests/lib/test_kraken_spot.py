@@ -284,3 +284,18 @@ def test_aggregation_keeps_tie_order_and_leaves_empty_minutes_out():
     assert table.column("low").to_pylist() == [9.0, 11.0]
     assert table.column("volume").to_pylist() == [0.6, 0.4]
     assert table.column("trades").to_pylist() == [3, 1]
+
+
+def test_burst_whose_ids_cross_a_digit_keeps_kraken_order(make_kraken, local_lake):
+    """ccxt sorts a page by (ms, id as a string), putting trade 1000 before 998; the
+    rebuild must keep Kraken's order (close = the burst's last trade) and the right cursor."""
+    server = make_kraken()
+    spot = server.fake.spot
+    burst = slice(990, 1010)  # a page of 500 ends inside it at trade id 1000
+    time_e4 = spot.time_e4.copy()
+    time_e4[burst] = time_e4[burst.start]
+    price_e1 = spot.price_e1.copy()
+    price_e1[burst] = 420_000 + np.arange(20)  # every trade of the burst has its own price
+    server.fake.spot = dataclasses.replace(spot, time_e4=time_e4, price_e1=price_e1)
+    result = fetch(local_lake, kraken_market("kraken_spot"), server.fake.now_ms)
+    assert_same(result.table, truth(server))

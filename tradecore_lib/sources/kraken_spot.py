@@ -338,7 +338,12 @@ class KrakenSpotSource:
                     # A whole page of one timestamp: the only way on is past it.
                     page, cursor_ns = self._page(client, symbol, state.cursor_ns, what)
                     new = _drop_repeats(page, state.tail)
-                if not len(new) or cursor_ns <= state.cursor_ns:
+                if cursor_ns < state.cursor_ns:
+                    raise KrakenPermanentError(
+                        f"{what}: malformed payload, Trades cursor moved back from "
+                        f"{state.cursor_ns} to {cursor_ns} ns; checkpoint kept at {staging.uri}"
+                    )
+                if not len(new) or cursor_ns == state.cursor_ns:
                     # Caught up with the present: the month is whole once the present is past it.
                     state.complete = now_ms >= month.end_ms
                     break
@@ -385,11 +390,19 @@ class KrakenSpotSource:
             raise
         if not trades:
             return TradeColumns.concat([]), cursor_ns
-        cursor = str(trades[-1]["info"][-1])
+        # Columns and cursor come from the payload ccxt just fetched and checked, not from its
+        # parsed trades: ccxt re-sorts a page by (millisecond timestamp, id as a *string*), so
+        # trade 1000 lands before 998 within a burst, which changes a minute's open/close and
+        # moves the row to which it appended Kraken's ``last`` cursor.
+        result = exchange.last_json_response.get("result", {})
+        rows = next((v for k, v in result.items() if k != "last"), [])
+        cursor = str(result.get("last", ""))
         if not cursor.isdigit():
             raise KrakenPermanentError(f"{call}: malformed payload, 'last' is {cursor[:40]!r}")
+        if rows and len(rows[-1]) > 6 and str(rows[-1][-1]) == cursor:
+            rows = [*rows[:-1], rows[-1][:-1]]  # ccxt appended ``last`` to this row in place
         try:
-            page = _columns(trades)
+            page = _columns(rows)
         except (TypeError, ValueError, IndexError) as exc:
             raise KrakenPermanentError(f"{call}: malformed payload: {exc}") from exc
         bad = np.flatnonzero(
@@ -401,7 +414,7 @@ class KrakenSpotSource:
             row = int(bad[0])
             raise KrakenPermanentError(
                 f"{call}: malformed payload, trade row {row} of {len(page)} is "
-                f"{trades[row]['info'][:7]} (price and volume must be positive numbers, times "
+                f"{rows[row][:7]} (price and volume must be positive numbers, times "
                 f"non-decreasing); nothing from this page was kept"
             )
         return page, int(cursor)
@@ -448,21 +461,17 @@ def _advance(progress: Progress, done: int) -> None:
         progress.update(done - progress.done)
 
 
-def _columns(trades: list[dict[str, Any]]) -> TradeColumns:
-    """Column arrays of a ccxt ``fetch_trades`` page.
+def _columns(rows: list[list[Any]]) -> TradeColumns:
+    """Column arrays of a raw ``Trades`` page, in Kraken's order.
 
-    Raw rows are ``[price, volume, time, side, type, misc(, trade_id)]``; ccxt appended the
-    page's ``last`` cursor to the final row, so that row carries a trade id only if it has 8
-    fields. Times come from the raw float seconds (ccxt rounds them to milliseconds).
+    Rows are ``[price, volume, time, side, type, misc(, trade_id)]``; times are the raw float
+    seconds (ccxt rounds them to milliseconds); rows without a trade id get -1.
     """
-    raw = [t["info"] for t in trades]
-    ids = [int(r[6]) if len(r) > 7 or (len(r) == 7 and i < len(raw) - 1) else -1
-           for i, r in enumerate(raw)]
     return TradeColumns(
-        time_us=np.rint(np.array([r[2] for r in raw], dtype=np.float64) * 1e6).astype(np.int64),
-        price=np.array([t["price"] for t in trades], dtype=np.float64),
-        amount=np.array([t["amount"] for t in trades], dtype=np.float64),
-        trade_id=np.array(ids, dtype=np.int64),
+        time_us=np.rint(np.array([r[2] for r in rows], dtype=np.float64) * 1e6).astype(np.int64),
+        price=np.array([r[0] for r in rows], dtype=np.float64),
+        amount=np.array([r[1] for r in rows], dtype=np.float64),
+        trade_id=np.array([int(r[6]) if len(r) > 6 else -1 for r in rows], dtype=np.int64),
     )
 
 
