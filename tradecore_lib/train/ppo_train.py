@@ -23,6 +23,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pandas as pd
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
@@ -126,17 +127,7 @@ def train(args: argparse.Namespace, report: Reporter) -> dict[str, Any]:
     device = resolve_device(cfg)
 
     # -- 4. environment: TradeVecEnv -> VecMonitor (episode rewards) -> Brain Shampoo -------
-    venv: VecEnv = VecMonitor(make_vec_env(data.frame, cfg.n_envs,
-                                           cfg.env_settings(WARMUP_COLUMN), seed=cfg.seed))
-    vec_normalize = None
-    if cfg.brain_shampoo.on:
-        vec_normalize = VecNormalize(
-            venv, norm_obs=cfg.brain_shampoo.normalize_obs,
-            norm_reward=cfg.brain_shampoo.normalize_reward,
-            clip_obs=cfg.brain_shampoo.clip_obs, clip_reward=cfg.brain_shampoo.clip_reward,
-            gamma=cfg.ppo.gamma,
-        )
-        venv = vec_normalize
+    venv, vec_normalize = make_training_env(cfg, data.frame)
 
     # -- 5. model: resume the interrupted run, else warm start or a fresh network ----------
     checkpoint = store.latest_checkpoint()
@@ -181,6 +172,25 @@ def train(args: argparse.Namespace, report: Reporter) -> dict[str, Any]:
     report.info(f"run {run_id} finished: {model.num_timesteps} steps; model at "
                 f"{store.uri(MODEL)}")
     return result_metadata(store)
+
+
+def make_training_env(cfg: TrainConfig, frame: pd.DataFrame
+                      ) -> tuple[VecEnv, VecNormalize | None]:
+    """``cfg.n_envs`` seeded TradeVecEnv envs on ``frame``, with episode statistics
+    (VecMonitor, raw rewards) and, when Brain Shampoo is on, VecNormalize on top.
+
+    Returns the outermost env and the VecNormalize wrapper (None when off).
+    """
+    venv: VecEnv = VecMonitor(make_vec_env(frame, cfg.n_envs, cfg.env_settings(WARMUP_COLUMN),
+                                           seed=cfg.seed))
+    if not cfg.brain_shampoo.on:
+        return venv, None
+    shampoo = cfg.brain_shampoo
+    vec_normalize = VecNormalize(
+        venv, norm_obs=shampoo.normalize_obs, norm_reward=shampoo.normalize_reward,
+        clip_obs=shampoo.clip_obs, clip_reward=shampoo.clip_reward, gamma=cfg.ppo.gamma,
+    )
+    return vec_normalize, vec_normalize
 
 
 def new_model(cfg: TrainConfig, venv: VecEnv, device: str) -> PPO:

@@ -24,3 +24,17 @@ def write_synthetic_months(lake: Lake, market: Market, months: list[Month],
     preset = load_preset(feature_preset or market.feature_preset)
     for _ in publish_months(lake, market, months, preset):
         pass
+
+
+def synthetic_lake(root: str, months: int = 3) -> tuple[Lake, Market]:
+    """A local lake at ``root`` holding the first ``months`` months of ``synthetic_btc_usd``
+    (candles and its feature preset), as ``make demo`` leaves them."""
+    from tradecore_lib.markets import get_market
+
+    market = get_market("synthetic_btc_usd")
+    wanted = [market.first_month]
+    while len(wanted) < months:
+        wanted.append(wanted[-1].next())
+    lake = Lake(root)
+    write_synthetic_months(lake, market, wanted)
+    return lake, market

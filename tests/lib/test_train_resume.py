@@ -1,0 +1,99 @@
+"""The training entry point as a process: killed mid-run it resumes from its last checkpoint
+and ends where an uninterrupted run ends, on the same data; it reads only the train months;
+same data, config and seed give the same final metrics."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tradecore_lib.lake import Lake
+from tradecore_lib.train.checkpoints import RunStore
+from tradecore_lib.train.testing import synthetic_lake
+
+MARKET = "synthetic_btc_usd"
+# Long enough (16 rollouts) that the kill lands well before the end.
+OVERRIDES = json.dumps({"total_timesteps": 8192, "checkpoint_every_steps": 1024})
+
+
+def _command(root: str) -> list[str]:
+    return [sys.executable, "-m", "tradecore_lib.train.ppo_train", "--market", MARKET,
+            "--preset", "cpu-smoke", "--overrides", OVERRIDES, "--lake-root", root]
+
+
+def _train(root: str) -> tuple[str, RunStore]:
+    done = subprocess.run(_command(root), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = next(line.split(": ", 1)[1] for line in done.stdout.splitlines()
+                  if line.startswith("run_id: "))
+    return done.stdout, RunStore(Lake(root), MARKET, run_id)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> RunStore:
+    # Only the train month is in this lake: training must not need validation or test data.
+    root = str(tmp_path_factory.mktemp("straight") / "lake")
+    synthetic_lake(root, months=1)
+    return _train(root)[1]
+
+
+def test_killed_run_resumes_and_matches_the_uninterrupted_run(tmp_path, uninterrupted) -> None:
+    root = str(tmp_path / "lake")
+    lake, _ = synthetic_lake(root, months=1)
+    process = subprocess.Popen(_command(root), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    pointer = f"models/{MARKET}/{uninterrupted.run_id}/checkpoints/latest.json"
+    deadline = time.monotonic() + 120
+    while not lake.exists(pointer) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)  # a crash / preemption: no cleanup runs
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    killed = RunStore(lake, MARKET, uninterrupted.run_id)  # same data + config = same run id
+    assert not killed.is_complete()
+    step = killed.latest_checkpoint().step
+    assert 0 < step < 8192
+
+    out, resumed = _train(root)
+
+    assert f"resuming run {uninterrupted.run_id} from its checkpoint at step {step}" in out
+    assert resumed.run_id == uninterrupted.run_id and resumed.is_complete()
+    steps = [row["step"] for row in resumed.read_metrics()]
+    assert steps == [row["step"] for row in uninterrupted.read_metrics()]
+    assert steps[-1] == 8192 and steps[:-1] == list(range(512, 8193, 512))
+    assert resumed.read_json("lineage.json")["partitions"] == \
+        uninterrupted.read_json("lineage.json")["partitions"]
+    assert resumed.read_json("config.json") == uninterrupted.read_json("config.json")
+
+
+def test_lineage_names_only_train_months_with_their_checksums(uninterrupted) -> None:
+    lineage = uninterrupted.read_json("lineage.json")
+    assert lineage["train_months"] == ["2024-01"]
+    assert [p["month"] for p in lineage["partitions"]] == ["2024-01"]
+    partition = lineage["partitions"][0]
+    assert len(partition["candles_sha256"]) == 64 and len(partition["features_sha256"]) == 64
+    assert lineage["seed"] == 0 and lineage["feature_preset"] == "default"
+    assert lineage["code_version"]
+
+
+def test_same_data_config_and_seed_give_the_same_final_metrics(tmp_path, uninterrupted) -> None:
+    root = str(tmp_path / "lake")
+    synthetic_lake(root, months=1)
+    _, again = _train(root)
+    drop_wall = [{k: v for k, v in r.items() if k not in ("wall_s", "fps")}
+                 for r in again.read_metrics()]
+    expected = [{k: v for k, v in r.items() if k not in ("wall_s", "fps")}
+                for r in uninterrupted.read_metrics()]
+    assert drop_wall == expected
+    assert again.read_bytes("vecnormalize.pkl") == uninterrupted.read_bytes("vecnormalize.pkl")
+
+
+def test_a_finished_run_is_reported_again_without_training(uninterrupted) -> None:
+    out, store = _train(uninterrupted.lake.root)
+    assert "already finished; reporting it without retraining" in out
+    assert store.run_id == uninterrupted.run_id
