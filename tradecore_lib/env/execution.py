@@ -20,14 +20,14 @@ Every fill's price lies inside its bar's [low, high]; every fill pays
 ``|qty| * price * rate``. Cash may go negative (margin): ``cash`` is quote currency,
 ``qty`` base currency (signed).
 
-:class:`ExecutionEngine` works on one :class:`Account` with Python floats (the single env);
-:class:`BatchExecutionEngine` on a :class:`BatchAccount` of (N,) arrays (the vector env), with
-the same floating-point operations in the same order.
+:class:`ExecutionEngine` works on one :class:`Account` with Python floats (the single env); the
+vector env steps a :class:`BatchAccount` with :func:`tradecore_lib.env.kernels.step_accounts`,
+which performs the same floating-point operations in the same order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -156,110 +156,32 @@ class ExecutionEngine:
         return market_fee, stop_fee, limit_fee
 
 
-@dataclass(slots=True)
 class BatchAccount:
-    """(N,) float64 arrays: the accounts of N envs (same fields as :class:`Account`)."""
+    """The accounts of N envs: a (10, N) float64 matrix :attr:`state` with one row per
+    :class:`Account` field, in field order (the layout :mod:`tradecore_lib.env.kernels` steps
+    in place). Fields read as row views, e.g. ``batch.equity``."""
 
-    cash: np.ndarray
-    equity: np.ndarray
-    peak: np.ndarray
-    sl_bps: np.ndarray
-    tp_bps: np.ndarray
-    qty: np.ndarray
-    entry: np.ndarray
-    held_target: np.ndarray
-    drawdown: np.ndarray
-    bars_in_pos: np.ndarray
+    __slots__ = ("state",)
 
-    @classmethod
-    def fresh(cls, cfg: EnvConfig, n: int) -> BatchAccount:
-        def full(v: float) -> np.ndarray:
-            return np.full(n, float(v))
-        cash = float(cfg.initial_cash)
-        return cls(cash=full(cash), equity=full(cash), peak=full(cash),
-                   sl_bps=full(cfg.stop_loss_bps), tp_bps=full(cfg.take_profit_bps),
-                   qty=full(0.0), entry=full(0.0), held_target=full(0.0),
-                   drawdown=full(0.0), bars_in_pos=full(0.0))
+    def __init__(self, cfg: EnvConfig, n: int) -> None:
+        self.state = np.repeat(_fresh_column(cfg), n, axis=1)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.state[ACCOUNT_FIELDS.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
 
     def reset_where(self, mask: np.ndarray, cfg: EnvConfig) -> None:
-        """Reset the accounts of the envs where ``mask`` is true.
-
-        Builds new arrays rather than writing in place, so arrays handed out earlier (the
-        step's infos) keep their values.
-        """
-        cash = float(cfg.initial_cash)
-        for name, value in (("cash", cash), ("equity", cash), ("peak", cash),
-                            ("sl_bps", float(cfg.stop_loss_bps)),
-                            ("tp_bps", float(cfg.take_profit_bps)), ("qty", 0.0),
-                            ("entry", 0.0), ("held_target", 0.0), ("drawdown", 0.0),
-                            ("bars_in_pos", 0.0)):
-            setattr(self, name, np.where(mask, value, getattr(self, name)))
+        """Reset the accounts of the envs where ``mask`` is true, in place (the step infos
+        hold copies, so earlier infos keep their values)."""
+        self.state[:, mask] = _fresh_column(cfg)
 
 
-class BatchExecutionEngine:
-    """The :class:`ExecutionEngine` rules over N envs at once (no fill log)."""
+ACCOUNT_FIELDS = tuple(f.name for f in fields(Account))
 
-    def __init__(self, cfg: EnvConfig, risk: RiskGuard) -> None:
-        self.maker = float(cfg.maker_fee)
-        self.taker = float(cfg.taker_fee)
-        self.slip = float(cfg.slippage_bps) / BPS
-        self.threshold = float(cfg.rebalance_threshold)
-        self.risk = risk
 
-    def execute(self, a: BatchAccount, target: np.ndarray, o: np.ndarray, h: np.ndarray,
-                lo: np.ndarray, c: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Play one bar for every env; arrays are (N,). Returns (market, stop, limit) fees."""
-        slip = self.slip
-        sl = a.sl_bps / BPS
-        tp = a.tp_bps / BPS
-        qty = a.qty
-        trade = np.abs(target - a.held_target) > self.threshold
-        new_qty = np.where(trade, self.risk.target_qty_batch(target, a.equity, o, sl), qty)
-        dq = new_qty - qty
-        px = np.where(dq > 0.0, np.minimum(o * (1.0 + slip), h), np.maximum(o * (1.0 - slip), lo))
-        market_fee = np.abs(dq) * px * self.taker
-        cash = a.cash - dq * px - market_fee
-        moved = dq != 0.0
-        nonzero = new_qty != 0.0
-        opened = moved & nonzero & ((qty == 0.0) | ((qty > 0.0) != (new_qty > 0.0)))
-        added = moved & nonzero & ~opened & (np.abs(new_qty) > np.abs(qty))
-        closed = moved & ~nonzero
-        safe_new = np.where(nonzero, new_qty, 1.0)
-        entry = np.where(opened, px, np.where(
-            added, (a.entry * qty + px * dq) / safe_new, np.where(closed, 0.0, a.entry)))
-        bars = np.where(opened | closed, 0.0, a.bars_in_pos)
-        held = np.where(trade, target, a.held_target)
-        qty = new_qty
-
-        long = qty > 0.0
-        short = qty < 0.0
-        stop_l = entry * (1.0 - sl)
-        tp_l = entry * (1.0 + tp)
-        stop_s = entry * (1.0 + sl)
-        tp_s = entry * (1.0 - tp)
-        hit_stop = (long & (lo <= stop_l)) | (short & (h >= stop_s))
-        hit_tp = ~hit_stop & (tp > 0.0) & ((long & (h >= tp_l)) | (short & (lo <= tp_s)))
-        stop_px = np.where(long, np.maximum(np.minimum(o, stop_l) * (1.0 - slip), lo),
-                           np.minimum(np.maximum(o, stop_s) * (1.0 + slip), h))
-        tp_px = np.where(long, np.maximum(o, tp_l), np.minimum(o, tp_s))
-        abs_qty = np.abs(qty)
-        stop_fee = np.where(hit_stop, abs_qty * stop_px * self.taker, 0.0)
-        limit_fee = np.where(hit_tp, abs_qty * tp_px * self.maker, 0.0)
-        cash = np.where(hit_stop, cash + qty * stop_px - stop_fee,
-                        np.where(hit_tp, cash + qty * tp_px - limit_fee, cash))
-        exited = hit_stop | hit_tp
-        qty = np.where(exited, 0.0, qty)
-        entry = np.where(exited, 0.0, entry)
-        held = np.where(exited, 0.0, held)
-
-        equity = cash + qty * c
-        a.cash = cash
-        a.qty = qty
-        a.entry = entry
-        a.held_target = held
-        a.equity = equity
-        a.peak = np.maximum(a.peak, equity)
-        a.drawdown = 1.0 - equity / a.peak
-        a.bars_in_pos = np.where(qty != 0.0, bars + 1.0, 0.0)
-        return market_fee, stop_fee, limit_fee
+def _fresh_column(cfg: EnvConfig) -> np.ndarray:
+    """(10, 1) float64: a fresh account's fields in :data:`ACCOUNT_FIELDS` order."""
+    fresh = Account.fresh(cfg)
+    return np.array([[float(getattr(fresh, name))] for name in ACCOUNT_FIELDS])

@@ -10,12 +10,11 @@ peak equity (a fraction), the reward of the step that plays bar ``t + 1`` is
 
 so with ``fee_coef = 1`` the first two terms add up to the scaled net return, and the
 drawdown penalty adds up over an episode to the scaled deepest drawdown.
-Scalar and batched forms perform the same operations in the same order.
+The vector env performs the same operations in the same order
+(:func:`tradecore_lib.env.kernels.step_accounts`).
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from tradecore_lib.env.config import EnvConfig
 
@@ -35,14 +34,4 @@ class RewardFn:
         r_pnl = self.scale * (equity - equity_prev + fees) / base
         r_fee = self.k_fee * fees / base
         r_dd = self.k_dd * max(dd - dd_prev, 0.0)
-        return r_pnl + r_fee + r_dd, r_pnl, r_fee, r_dd
-
-    def terms_batch(self, equity_prev: np.ndarray, equity: np.ndarray, fees: np.ndarray,
-                    dd_prev: np.ndarray, dd: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The same over (N,) arrays."""
-        base = np.maximum(equity_prev, 1e-9)
-        r_pnl = self.scale * (equity - equity_prev + fees) / base
-        r_fee = self.k_fee * fees / base
-        r_dd = self.k_dd * np.maximum(dd - dd_prev, 0.0)
         return r_pnl + r_fee + r_dd, r_pnl, r_fee, r_dd

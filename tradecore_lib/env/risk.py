@@ -9,14 +9,11 @@ slippage and gaps), and never exceeds ``max_leverage`` times equity. The episode
 (terminated) when equity is <= 0 or its drawdown from the episode's peak equity reaches
 ``max_drawdown``.
 
-Both a scalar (Python floats, used by the single env) and a batched (numpy arrays of shape
-(N,), used by the vector env) form are given; they perform the same IEEE operations in the
-same order, so the two envs agree bit for bit.
+The vector env performs the same IEEE operations in the same order in
+:func:`tradecore_lib.env.kernels.step_accounts`, so the two envs agree bit for bit.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from tradecore_lib.env.config import EnvConfig
 
@@ -31,7 +28,6 @@ class RiskGuard:
         self.max_leverage = float(cfg.max_leverage)
         self.max_drawdown = float(cfg.max_drawdown)
 
-    # -- scalar ---------------------------------------------------------------------------
     def leverage(self, stop_distance: float) -> float:
         """Full-size notional / equity for a stop ``stop_distance`` (fraction of price) away."""
         return min(self.risk_pct / stop_distance, self.max_leverage)
@@ -49,18 +45,3 @@ class RiskGuard:
     def killed(self, equity: float, drawdown: float) -> bool:
         """Whether the kill switch ends the episode."""
         return equity <= 0.0 or drawdown >= self.max_drawdown
-
-    # -- batched (N,) ---------------------------------------------------------------------
-    def leverage_batch(self, stop_distance: np.ndarray) -> np.ndarray:
-        return np.minimum(self.risk_pct / stop_distance, self.max_leverage)
-
-    def target_qty_batch(self, target: np.ndarray, equity: np.ndarray, price: np.ndarray,
-                         stop_distance: np.ndarray) -> np.ndarray:
-        return target * self.leverage_batch(stop_distance) * equity / price
-
-    def risk_units_batch(self, qty: np.ndarray, price: np.ndarray, stop_distance: np.ndarray,
-                         equity: np.ndarray) -> np.ndarray:
-        return np.abs(qty) * price * stop_distance / (self.risk_pct * np.maximum(equity, 1e-9))
-
-    def killed_batch(self, equity: np.ndarray, drawdown: np.ndarray) -> np.ndarray:
-        return (equity <= 0.0) | (drawdown >= self.max_drawdown)

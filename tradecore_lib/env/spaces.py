@@ -60,19 +60,3 @@ def account_vector(cfg: EnvConfig, qty: float, cash: float, entry: float, equity
     if cfg.nudge:
         values += [sl_bps / 100.0, tp_bps / 100.0]
     return [min(max(v, -clip), clip) for v in values]
-
-
-def account_matrix(cfg: EnvConfig, qty: np.ndarray, cash: np.ndarray, entry: np.ndarray,
-                   equity: np.ndarray, close: np.ndarray, drawdown: np.ndarray,
-                   bars: np.ndarray, sl_bps: np.ndarray, tp_bps: np.ndarray,
-                   out: np.ndarray) -> np.ndarray:
-    """Write the (N, A) account vectors into ``out`` (same operations as
-    :func:`account_vector`, cast to ``out``'s dtype) and return it."""
-    eq = np.maximum(equity, 1e-9)
-    cols = [qty * close / eq, cash / eq, qty * (close - entry) / eq, drawdown,
-            bars / cfg.time_scale_bars]
-    if cfg.nudge:
-        cols += [sl_bps / 100.0, tp_bps / 100.0]
-    for k, col in enumerate(cols):
-        out[:, k] = np.clip(col, -cfg.obs_clip, cfg.obs_clip)
-    return out

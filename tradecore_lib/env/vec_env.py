@@ -3,8 +3,11 @@
 Semantics are those of N :class:`~tradecore_lib.env.trading_env.TradingEnv` (same frame, same
 preset) seeded ``seed + i``, behind SB3's ``DummyVecEnv``: same observations, rewards, dones and
 infos, bit for bit, including auto-reset, ``terminal_observation`` and
-``TimeLimit.truncated``. All N envs share one :class:`MarketData`; a step gathers the N
-observation windows from its strided view into one fresh ``(N, W * C + A)`` float32 array.
+``TimeLimit.truncated``. All N envs share one :class:`MarketData`; a step plays the bar for
+the N accounts in one numba loop and copies each env's window (a contiguous run of
+``MarketData.values``) straight into one fresh ``(N, W * C + A)`` float32 array (see
+:mod:`tradecore_lib.env.kernels`). The array is fresh every step because SB3's on-policy
+rollout still reads the previous observation after ``step()`` returns.
 
 Infos: ``step_wait`` returns a sequence of N mappings built lazily from the step's (N,) arrays
 (they are snapshots: later steps do not change them); envs that finished get a plain dict with
@@ -23,13 +26,13 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 from tradecore_lib.env.config import EnvConfig, load_env_config
-from tradecore_lib.env.execution import BatchAccount, BatchExecutionEngine
+from tradecore_lib.env.execution import BatchAccount
+from tradecore_lib.env.kernels import INFO_ROWS, step_accounts, write_observations
 from tradecore_lib.env.observation import MarketData
 from tradecore_lib.env.reward import RewardFn
-from tradecore_lib.env.risk import RiskGuard
+from tradecore_lib.env.risk import BPS, RiskGuard
 from tradecore_lib.env.spaces import (
     START_BLOCK,
-    account_matrix,
     action_space,
     draw_start_block,
     observation_space,
@@ -139,9 +142,16 @@ class TradeVecEnv(VecEnv):
         self.render_mode = None
         super().__init__(n_envs, observation_space(cfg, self.data.n_columns), action_space(cfg))
         n = n_envs
-        self.risk = RiskGuard(cfg)
-        self.engine = BatchExecutionEngine(cfg, self.risk)
-        self.reward_fn = RewardFn(cfg)
+        risk = RiskGuard(cfg)
+        reward = RewardFn(cfg)
+        # step_accounts' scalar parameters after `nudge`, taken from the single env's parts
+        self._step_params = (
+            float(cfg.nudge_step_bps), *(float(v) for v in cfg.stop_loss_bounds_bps),
+            *(float(v) for v in cfg.take_profit_bounds_bps), float(cfg.maker_fee),
+            float(cfg.taker_fee), float(cfg.slippage_bps) / BPS, float(cfg.rebalance_threshold),
+            risk.risk_pct, risk.max_leverage, risk.max_drawdown, reward.scale, reward.k_fee,
+            reward.k_dd,
+        )
         self._wc = cfg.window * self.data.n_columns
         self._obs_dim = self._wc + cfg.account_size
         self._positions = np.asarray(cfg.positions, dtype=np.float64)
@@ -149,12 +159,13 @@ class TradeVecEnv(VecEnv):
         self._blocks = np.zeros((n, START_BLOCK), dtype=np.int64)
         self._block_pos = np.full(n, START_BLOCK, dtype=np.int64)
         self._next_bar = np.full(n, int(self.data.starts[0]), dtype=np.int64)
-        self.account = BatchAccount.fresh(cfg, n)
+        self.account = BatchAccount(cfg, n)
+        self._zeros = np.zeros(n)  # the nudges of presets without nudge
         self._t = np.full(n, -1, dtype=np.int64)
         self._end = np.full(n, -1, dtype=np.int64)
         self._actions: np.ndarray | None = None
         self.step_info: dict[str, np.ndarray] = {}
-        self._all = np.arange(n)
+        self._all = np.arange(n, dtype=np.int64)
 
     # -- episode starts -------------------------------------------------------------------
     def _draw_starts(self, idx: np.ndarray) -> np.ndarray:
@@ -209,103 +220,74 @@ class TradeVecEnv(VecEnv):
                             for i in range(self.num_envs)]
         self._reset_seeds()
         self._reset_options()
-        return self._observations(self._all)
+        return self._observations(
+            self._all, np.empty((self.num_envs, self._obs_dim), dtype=np.float32))
 
     # -- step -----------------------------------------------------------------------------
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
 
-    def _decode(self, actions: np.ndarray) -> np.ndarray:
+    def _decode(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N,) float64 target fractions and stop-loss / take-profit nudges (in steps)."""
         cfg = self.cfg
-        a = self.account
         if cfg.action_mode == "discrete":
             act = np.asarray(actions).reshape(self.num_envs, -1)
             target = self._positions[act[:, 0].astype(np.int64)]
             if not cfg.nudge:
-                return target
-            d_sl = (act[:, 1].astype(np.int64) - 1).astype(np.float64)
-            d_tp = (act[:, 2].astype(np.int64) - 1).astype(np.float64)
-        else:
-            act = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
-            act = act.astype(np.float64)
-            target = np.clip(act[:, 0], -1.0, 1.0)
-            if not cfg.nudge:
-                return target
-            d_sl = np.clip(act[:, 1], -1.0, 1.0)
-            d_tp = np.clip(act[:, 2], -1.0, 1.0)
-        step = float(cfg.nudge_step_bps)
-        sl_lo, sl_hi = (float(v) for v in cfg.stop_loss_bounds_bps)
-        tp_lo, tp_hi = (float(v) for v in cfg.take_profit_bounds_bps)
-        a.sl_bps = np.minimum(np.maximum(a.sl_bps + d_sl * step, sl_lo), sl_hi)
-        a.tp_bps = np.where(a.tp_bps > 0.0,
-                            np.minimum(np.maximum(a.tp_bps + d_tp * step, tp_lo), tp_hi),
-                            a.tp_bps)
-        return target
+                return target, self._zeros, self._zeros
+            return (target, (act[:, 1].astype(np.int64) - 1).astype(np.float64),
+                    (act[:, 2].astype(np.int64) - 1).astype(np.float64))
+        act = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
+        # transposed copy: each column becomes a contiguous (N,) row
+        act = np.clip(act.astype(np.float64), -1.0, 1.0).T.copy()
+        if not cfg.nudge:
+            return act[0], self._zeros, self._zeros
+        return act[0], act[1], act[2]
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, StepInfos]:
         if self._actions is None:
             raise RuntimeError("step_async() must come before step_wait()")
         if (self._t < 0).any():
             raise RuntimeError("call reset() before step()")
-        a = self.account
         d = self.data
-        target = self._decode(self._actions)
+        n = self.num_envs
+        target, d_sl, d_tp = self._decode(self._actions)
         self._actions = None
         i = self._t + 1
-        c = d.close[i]
-        equity_prev = a.equity
-        dd_prev = a.drawdown
-        market_fee, stop_fee, limit_fee = self.engine.execute(
-            a, target, d.open[i], d.high[i], d.low[i], c)
-        fees = market_fee + stop_fee + limit_fee
-        reward, r_pnl, r_fee, r_dd = self.reward_fn.terms_batch(
-            equity_prev, a.equity, fees, dd_prev, a.drawdown)
+        # fresh outputs every step: the infos and the caller keep them
+        info = np.empty((len(INFO_ROWS), n))
+        reward = np.empty(n, dtype=np.float32)
+        truncated = np.empty(n, dtype=bool)
+        dones = np.empty(n, dtype=bool)
+        step_accounts(self.account.state, target, d_sl, d_tp, i, self._end, d.open, d.high,
+                      d.low, d.close, self.cfg.nudge, *self._step_params, info, reward,
+                      truncated, dones)
         self._t = i
-        terminated = self.risk.killed_batch(a.equity, a.drawdown)
-        truncated = ~terminated & (i >= self._end)
-        dones = terminated | truncated
-        sl = a.sl_bps / 10_000.0
-        arrays = {
-            "reward_pnl": r_pnl, "reward_fee": r_fee, "reward_drawdown": r_dd,
-            "target_position": target,
-            "risk_units": self.risk.risk_units_batch(a.qty, c, sl, a.equity),
-            "stop_distance": sl, "take_profit_distance": a.tp_bps / 10_000.0,
-            "market_fee": market_fee, "limit_fee": limit_fee, "stop_fee": stop_fee,
-            "fees": fees, "equity": a.equity, "cash": a.cash, "position_qty": a.qty,
-            "position_value": a.qty * c, "drawdown": a.drawdown, "bar": i,
-        }
+        arrays = dict(zip(INFO_ROWS, info, strict=True))
+        arrays["bar"] = i
         self.step_info = arrays
-        obs = self._observations(self._all)
+        obs = self._observations(self._all, np.empty((n, self._obs_dim), dtype=np.float32))
         done_infos: dict[int, dict[str, Any]] = {}
         if dones.any():
             done_idx = np.flatnonzero(dones)
             for j in done_idx:  # only the envs whose episode ended this step
-                info = InfoView(arrays, int(j)).copy()
-                info["terminal_observation"] = obs[j].copy()
-                info["TimeLimit.truncated"] = bool(truncated[j])
-                done_infos[int(j)] = info
+                done_info = InfoView(arrays, int(j)).copy()
+                done_info["terminal_observation"] = obs[j].copy()
+                done_info["TimeLimit.truncated"] = bool(truncated[j])
+                done_infos[int(j)] = done_info
             self._next_bar[done_idx] = i[done_idx]
             self._begin(done_idx)
-            obs[done_idx] = self._observations(done_idx)
-        return obs, reward.astype(np.float32), dones, StepInfos(arrays, done_infos,
-                                                                 self.num_envs)
+            self._observations(done_idx, obs)
+        return obs, reward, dones, StepInfos(arrays, done_infos, n)
 
-    def _observations(self, idx: np.ndarray) -> np.ndarray:
-        """(len(idx), W * C + A) float32 observations of the envs in ``idx``."""
-        a = self.account
-        t = self._t[idx]
-        obs = np.empty((len(idx), self._obs_dim), dtype=np.float32)
-        # one gather of the N windows from the strided view (a take with out= would copy
-        # the whole view first)
-        obs[:, : self._wc] = self.data.windows[t - (self.cfg.window - 1)]
-        if len(idx) == self.num_envs:  # every env: no need to gather the account arrays
-            account_matrix(self.cfg, a.qty, a.cash, a.entry, a.equity, self.data.close[t],
-                           a.drawdown, a.bars_in_pos, a.sl_bps, a.tp_bps, obs[:, self._wc:])
-        else:
-            account_matrix(self.cfg, a.qty[idx], a.cash[idx], a.entry[idx], a.equity[idx],
-                           self.data.close[t], a.drawdown[idx], a.bars_in_pos[idx],
-                           a.sl_bps[idx], a.tp_bps[idx], obs[:, self._wc:])
-        return obs
+    def _observations(self, envs: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Write the observations of the envs in ``envs`` into their rows of (N, W * C + A)
+        ``out``; returns ``out``."""
+        cfg = self.cfg
+        write_observations(self.data.values, cfg.window, self._t, envs, self.account.state,
+                           self.data.close, cfg.nudge, float(cfg.time_scale_bars),
+                           float(cfg.obs_clip), out)
+        return out
 
     # -- VecEnv plumbing ------------------------------------------------------------------
     def close(self) -> None:
