@@ -151,15 +151,10 @@ def inspect_time_grid(table: pa.Table, month: Month) -> CheckOutcome:
     steps = np.diff(ts)
     rules.append(("out of order", np.flatnonzero(steps < 0) + 1))
     rules.append(("duplicated", np.flatnonzero(steps == 0) + 1))
-    for rule, rows in rules:
-        if rows.size:
-            return CheckOutcome(
-                "time_grid",
-                False,
-                f"{rows.size} timestamp(s) {rule}",
-                {"first_offending_rows": _preview(table, rows)},
-            )
-    return CheckOutcome("time_grid", True, f"{len(ts)} timestamps sorted, unique, on the grid")
+    broken = _first_broken_rule("time_grid", table, "timestamp(s)", rules)
+    return broken or CheckOutcome(
+        "time_grid", True, f"{len(ts)} timestamps sorted, unique, on the grid"
+    )
 
 
 def inspect_ohlc(table: pa.Table) -> CheckOutcome:
@@ -167,23 +162,33 @@ def inspect_ohlc(table: pa.Table) -> CheckOutcome:
     cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in VALUE_COLUMNS}
     o, h, lo, c, v = (cols[n] for n in VALUE_COLUMNS)
     with np.errstate(invalid="ignore"):
-        rules = [
-            ("NaN or infinite value", ~np.isfinite(np.stack([o, h, lo, c, v])).all(axis=0)),
-            ("non-positive price", (np.stack([o, h, lo, c]) <= 0).any(axis=0)),
-            ("negative volume", v < 0),
-            ("high below max(open, close)", h < np.maximum(o, c)),
-            ("low above min(open, close)", lo > np.minimum(o, c)),
+        masks = [
+            ("with NaN or infinite value", ~np.isfinite(np.stack([o, h, lo, c, v])).all(axis=0)),
+            ("with non-positive price", (np.stack([o, h, lo, c]) <= 0).any(axis=0)),
+            ("with negative volume", v < 0),
+            ("with high below max(open, close)", h < np.maximum(o, c)),
+            ("with low above min(open, close)", lo > np.minimum(o, c)),
         ]
-    for rule, mask in rules:
-        rows = np.flatnonzero(mask)
+    rules = [(rule, np.flatnonzero(mask)) for rule, mask in masks]
+    broken = _first_broken_rule("ohlc_sanity", table, "row(s)", rules)
+    return broken or CheckOutcome(
+        "ohlc_sanity", True, f"{table.num_rows} rows with consistent OHLCV"
+    )
+
+
+def _first_broken_rule(
+    name: str, table: pa.Table, noun: str, rules: list[tuple[str, np.ndarray]]
+) -> CheckOutcome | None:
+    """A failed outcome for the first rule with offending rows (row indices), else None."""
+    for rule, rows in rules:
         if rows.size:
             return CheckOutcome(
-                "ohlc_sanity",
+                name,
                 False,
-                f"{rows.size} row(s) with {rule}",
+                f"{rows.size} {noun} {rule}",
                 {"first_offending_rows": _preview(table, rows)},
             )
-    return CheckOutcome("ohlc_sanity", True, f"{table.num_rows} rows with consistent OHLCV")
+    return None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ A month is therefore byte-identical however often and in whatever order it is ge
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -31,6 +31,7 @@ from scipy.signal import lfilter
 
 from tradecore_lib.candles import candle_table
 from tradecore_lib.months import MINUTE_MS, Month
+from tradecore_lib.options import options_from_mapping
 
 EPOCH = datetime(2018, 1, 1, tzinfo=UTC)
 HORIZON_END = datetime(2040, 1, 1, tzinfo=UTC)
@@ -82,13 +83,7 @@ class SyntheticParams:
     @classmethod
     def from_mapping(cls, raw: dict) -> SyntheticParams:
         """Build from a config mapping, rejecting unknown keys by name."""
-        known = set(asdict(cls()))
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(
-                f"unknown synthetic source option(s) {sorted(unknown)}; valid: {sorted(known)}"
-            )
-        return cls(**raw)
+        return options_from_mapping(cls, raw, "synthetic source")
 
 
 def _market_key(market: str) -> int:

@@ -16,11 +16,13 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import ccxt
+
+from tradecore_lib.options import options_from_mapping
 
 SPOT_URL_VAR = "TRADECORE_KRAKEN_SPOT_URL"
 FUTURES_URL_VAR = "TRADECORE_KRAKEN_FUTURES_URL"
@@ -92,14 +94,7 @@ class KrakenOptions:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], *, market: str) -> KrakenOptions:
         """Build from a market's ``source:`` mapping, rejecting unknown keys by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(
-                f"market {market}: unknown Kraken source option(s) {sorted(unknown)}; "
-                f"valid: {sorted(known)}"
-            )
-        options = cls(**raw)
+        options = options_from_mapping(cls, raw, f"market {market}: Kraken source")
         if options.retry_attempts < 1 or not 1 <= options.trades_page_size <= 1000:
             raise ValueError(
                 f"market {market}: retry_attempts must be >= 1 and trades_page_size 1..1000"
