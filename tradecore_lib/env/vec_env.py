@@ -270,11 +270,15 @@ class TradeVecEnv(VecEnv):
         done_infos: dict[int, dict[str, Any]] = {}
         if dones.any():
             done_idx = np.flatnonzero(dones)
-            for j in done_idx:  # only the envs whose episode ended this step
-                done_info = InfoView(arrays, int(j)).copy()
+            # only the envs whose episode ended this step; one tolist() gives the Python
+            # floats an InfoView would (several times faster than InfoView.copy() per env)
+            for j, row, trunc in zip(done_idx.tolist(), info[:, done_idx].T.tolist(),
+                                     truncated[done_idx].tolist(), strict=True):
+                done_info: dict[str, Any] = dict(zip(INFO_ROWS, row, strict=True))
+                done_info["bar"] = int(i[j])
                 done_info["terminal_observation"] = obs[j].copy()
-                done_info["TimeLimit.truncated"] = bool(truncated[j])
-                done_infos[int(j)] = done_info
+                done_info["TimeLimit.truncated"] = trunc
+                done_infos[j] = done_info
             self._next_bar[done_idx] = i[done_idx]
             self._begin(done_idx)
             self._observations(done_idx, obs)
