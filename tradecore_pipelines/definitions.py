@@ -8,24 +8,29 @@ from tradecore_lib.markets import load_markets
 from tradecore_pipelines.assets.candles import build_candle_checks, build_candles_asset
 from tradecore_pipelines.assets.features import build_features_asset
 from tradecore_pipelines.assets.manifest import build_manifest_asset
+from tradecore_pipelines.assets.training import build_training_assets
 from tradecore_pipelines.resources import default_lake_resource
+from tradecore_pipelines.resources_ml import default_mlflow_resource
 from tradecore_pipelines.schedules import build_refresh_schedule
 from tradecore_pipelines.sensors import build_landing_sensor
 
 
 def build_definitions() -> dg.Definitions:
     markets = load_markets()
+    chains = [
+        [
+            build_candles_asset(market),
+            build_candle_checks(market),
+            build_manifest_asset(market),
+            build_features_asset(market),
+            *build_training_assets(market),
+        ]
+        for market in markets
+    ]
+    definitions = [d for chain in chains for d in chain]
     return dg.Definitions(
-        assets=[
-            asset
-            for market in markets
-            for asset in (
-                build_candles_asset(market),
-                build_manifest_asset(market),
-                build_features_asset(market),
-            )
-        ],
-        asset_checks=[build_candle_checks(market) for market in markets],
+        assets=[d for d in definitions if not isinstance(d, dg.AssetChecksDefinition)],
+        asset_checks=[d for d in definitions if isinstance(d, dg.AssetChecksDefinition)],
         schedules=[
             build_refresh_schedule(market, cron_schedule=market.refresh_cron)
             for market in markets
@@ -34,7 +39,11 @@ def build_definitions() -> dg.Definitions:
         # Dropped archives are local and offline-safe, so the sensor runs by default; the
         # refresh schedules call Kraken and are switched on by the user.
         sensors=[build_landing_sensor(markets, default_status=dg.DefaultSensorStatus.RUNNING)],
-        resources={"lake": default_lake_resource()},
+        resources={
+            "lake": default_lake_resource(),
+            "mlflow": default_mlflow_resource(),
+            "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        },
     )
 
 

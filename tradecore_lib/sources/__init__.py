@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -34,6 +35,11 @@ class CandleSource(Protocol):
     ) -> FetchResult:
         """Candles of ``month`` closed before ``now_ms`` (UTC ms), in the candle schema."""
         ...
+
+
+def ccxt_version() -> str:
+    """The installed ccxt version, for partition metadata (without importing ccxt)."""
+    return version("ccxt")
 
 
 class SourceUnavailableError(RuntimeError):

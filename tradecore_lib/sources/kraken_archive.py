@@ -31,8 +31,7 @@ import pyarrow.csv as pacsv
 from tradecore_lib.candles import candle_table, inspect_ohlc
 from tradecore_lib.markets import Market
 from tradecore_lib.months import MINUTE_MS, Month
-from tradecore_lib.sources import FetchResult
-from tradecore_lib.sources.kraken_client import ccxt_version
+from tradecore_lib.sources import FetchResult, ccxt_version
 
 INTERVAL_MINUTES = 1
 COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades")

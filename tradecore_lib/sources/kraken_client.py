@@ -277,7 +277,3 @@ def resolve_symbol(client: KrakenClient, symbol: str, *, what: str) -> dict[str,
         f"{what}: {client.exchange.id} at {client.api_url} lists no market {symbol!r}; "
         f"markets with base {base}: {similar or 'none'}. Fix 'symbol' in configs/markets.yaml."
     )
-
-
-def ccxt_version() -> str:
-    return str(ccxt.__version__)

@@ -18,11 +18,10 @@ from tradecore_lib.candles import candle_table
 from tradecore_lib.markets import Market
 from tradecore_lib.months import MINUTE_MS, Month
 from tradecore_lib.progress import Progress
-from tradecore_lib.sources import FetchResult
+from tradecore_lib.sources import FetchResult, ccxt_version
 from tradecore_lib.sources.kraken_client import (
     KrakenOptions,
     KrakenPermanentError,
-    ccxt_version,
     connect,
     resolve_symbol,
 )
