@@ -11,11 +11,9 @@ Rows:
 Our envs use the ``extended`` preset's observation on a synthetic month with ``--features``
 numpy feature columns (window 64 x (5 + features) + 7 account values).
 
-gym-anytrading is not a project dependency; install it for the bench only, e.g.
-``pip install --no-deps --target /tmp/bench_site gym-anytrading==2.0.0`` and run with
-``PYTHONPATH=/tmp/bench_site .venv/bin/python bench/bench_env.py`` (its own dependencies,
-gymnasium, numpy, pandas and matplotlib, are already in the project venv). Without it, its
-rows are skipped.
+gym-anytrading is not a project dependency: ``make bench`` installs it (``--no-deps``; its
+own dependencies are already in the project venv) into ``.venv/bench-peers`` and runs this
+file with that folder on ``PYTHONPATH``. Without it, its rows are skipped.
 
 Targets (issue 5): TradeVecEnv >= 5x gym-anytrading's StocksEnv, single env > 100k steps/s.
 """

@@ -14,15 +14,11 @@ first layer is larger. Printed per configuration: env steps/s of ``learn()``, of
 collection alone (policy forward + env step), of the bare env stepping random actions, and
 where ``learn()`` time goes (env, policy forward, PPO update).
 
-gym-anytrading is not a project dependency: it lives in its own venv, ``bench/.venv-anytrading``,
-whose site-packages also see the project venv's (torch, SB3) and the repository through a
-``.pth`` file::
+gym-anytrading is not a project dependency: ``make bench`` installs it (``--no-deps``) into its
+own folder, ``.venv/bench-peers``, and runs this file with that folder on ``PYTHONPATH``::
 
-    python3 -m venv bench/.venv-anytrading
-    { .venv/bin/python -c "import site; print(site.getsitepackages()[0])"; pwd; } \
-        > bench/.venv-anytrading/lib/python3.11/site-packages/project_venv.pth
-    bench/.venv-anytrading/bin/python -m pip install --no-deps gym-anytrading==2.0.0
-    bench/.venv-anytrading/bin/python bench/bench_training.py
+    make bench    # or, once installed:
+    PYTHONPATH=.venv/bench-peers .venv/bin/python bench/bench_training.py
 """
 
 from __future__ import annotations

@@ -295,7 +295,7 @@ def build_training_assets(market: Market) -> list[dg.AssetsDefinition | dg.Asset
                 "previous_champion": before.version if before else "-",
                 "champion": version if passed else (before.version if before else "-"),
                 "rules": records_table([
-                    {k: v for k, v in rule.to_dict().items()} for rule in rules
+                    rule.to_dict() for rule in rules
                 ]),
             },
         )
