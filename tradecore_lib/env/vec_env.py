@@ -74,7 +74,14 @@ class InfoView(MutableMapping):
         return key in self._arrays or (self._extra is not None and key in self._extra)
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self else default
+        # SB3 calls get() on every env's info every step (episode / is_success): keep it lean.
+        if self._extra is not None and key in self._extra:
+            return self._extra[key]
+        array = self._arrays.get(key)
+        if array is None:
+            return default
+        value = array[self._i]
+        return int(value) if key in _INT_KEYS else float(value)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._arrays
@@ -107,11 +114,18 @@ class StepInfos(Sequence):
 
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._n))]
+            return [self._view(i) for i in range(*index.indices(self._n))]
         if index < 0:
             index += self._n
         if not 0 <= index < self._n:
             raise IndexError(index)
+        return self._view(index)
+
+    def __iter__(self) -> Iterator[MutableMapping]:
+        # VecMonitor copies infos[:] and SB3 iterates them every step; skip index checks.
+        return map(self._view, range(self._n))
+
+    def _view(self, index: int) -> MutableMapping:
         info = self._cache.get(index)
         if info is None:
             info = self._cache[index] = InfoView(self._arrays, index)
