@@ -7,14 +7,12 @@ key and the preset, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
 
-from tradecore_lib.paths import config_dir
+from tradecore_lib.config_files import preset_names, read_preset_file
 
 ACTION_MODES = ("discrete", "continuous")
 
@@ -215,14 +213,9 @@ def config_from_mapping(raw: Mapping[str, Any], name: str = "custom",
     return replace(base or EnvConfig(name=name), name=name, **values)
 
 
-def preset_path(name: str) -> Path:
-    """Path of the preset file ``configs/env/<name>.json``."""
-    return config_dir() / "env" / f"{name}.json"
-
-
 def available_presets() -> list[str]:
     """Names of the presets in ``configs/env/``."""
-    return sorted(p.stem for p in (config_dir() / "env").glob("*.json"))
+    return preset_names("env")
 
 
 def load_env_config(preset: str | Mapping[str, Any] | EnvConfig = "default") -> EnvConfig:
@@ -233,18 +226,7 @@ def load_env_config(preset: str | Mapping[str, Any] | EnvConfig = "default") -> 
     if isinstance(preset, EnvConfig):
         return preset
     if isinstance(preset, str):
-        path = preset_path(preset)
-        if not path.is_file():
-            raise EnvConfigError(
-                f"env preset {preset!r} not found at {path}; available: {available_presets()}"
-            )
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise EnvConfigError(f"env preset {preset!r} ({path}) is not valid JSON: {err}") \
-                from err
-        if not isinstance(raw, dict):
-            raise EnvConfigError(f"env preset {preset!r} ({path}) must hold a JSON object")
+        raw = read_preset_file("env", preset, "env preset", EnvConfigError)
         return config_from_mapping(raw, name=preset)
     if isinstance(preset, Mapping):
         raw = dict(preset)

@@ -19,15 +19,13 @@ config from it without loading torch.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tradecore_lib.config_files import preset_file, preset_names, read_preset_file
 from tradecore_lib.months import Month
-from tradecore_lib.paths import config_dir
 
 # Sections that do not change what is trained: excluded from the run id so that changing a
 # promotion threshold re-judges a finished run instead of training it again.
@@ -334,14 +332,9 @@ class TrainConfig(BaseModel):
         return self.model_dump(mode="json", exclude=set(NON_TRAINING_FIELDS))
 
 
-def preset_path(name: str) -> Path:
-    """``configs/train/<name>.json``."""
-    return config_dir() / "train" / f"{name}.json"
-
-
 def available_presets() -> list[str]:
     """Names of the training presets in ``configs/train/``."""
-    return sorted(p.stem for p in (config_dir() / "train").glob("*.json"))
+    return preset_names("train")
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -358,23 +351,6 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
     return merged
 
 
-def read_preset(name: str) -> dict[str, Any]:
-    """The raw JSON object of preset ``name``."""
-    path = preset_path(name)
-    if not path.is_file():
-        raise TrainConfigError(
-            f"training preset {name!r} not found at {path}; available: {available_presets()}"
-        )
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TrainConfigError(f"training preset {name!r} ({path}) is not valid JSON: {exc}") \
-            from exc
-    if not isinstance(raw, dict):
-        raise TrainConfigError(f"training preset {name!r} ({path}) must hold a JSON object")
-    return raw
-
-
 def load_train_config(preset: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Resolve preset ``name`` plus ``overrides`` into a validated :class:`TrainConfig`.
 
@@ -382,10 +358,11 @@ def load_train_config(preset: str, overrides: Mapping[str, Any] | None = None) -
         TrainConfigError: naming the preset, the field path (``ppo.ent_coef``), the bad value
             and what is allowed, one line per problem.
     """
-    raw = deep_merge(read_preset(preset), overrides or {})
+    raw = deep_merge(read_preset_file("train", preset, "training preset", TrainConfigError),
+                     overrides or {})
     raw["name"] = preset
-    return config_from_mapping(raw, where=f"training preset {preset!r} ({preset_path(preset)})"
-                               + (" with overrides" if overrides else ""))
+    where = f"training preset {preset!r} ({preset_file('train', preset)})"
+    return config_from_mapping(raw, where=where + (" with overrides" if overrides else ""))
 
 
 def config_from_mapping(raw: Mapping[str, Any], where: str) -> TrainConfig:
