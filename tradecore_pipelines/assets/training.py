@@ -278,8 +278,11 @@ def build_training_assets(market: Market) -> list[dg.AssetsDefinition | dg.Asset
                 "at_ms": str(utc_now_ms()),
                 "rules": "; ".join(rule.explanation for rule in rules) or "no thresholds set",
             })
-            outcome = (f"promoted v{version} (run {evaluated['run_id']}) to {CHAMPION}"
-                       + (f", replacing v{before.version}" if before else ""))
+            if before is not None and str(before.version) == version:
+                replaced = f", already {CHAMPION}: confirmed"
+            else:
+                replaced = f", replacing v{before.version}" if before else ""
+            outcome = f"promoted v{version} (run {evaluated['run_id']}) to {CHAMPION}{replaced}"
         else:
             kept = f"v{before.version} stays {CHAMPION}" if before else f"there is no {CHAMPION}"
             failed = "; ".join(rule.explanation for rule in rules if not rule.passed)
