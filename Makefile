@@ -15,6 +15,10 @@ PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 BENCH_PEERS := $(VENV)/bench-peers
 BENCH_PEERS_STAMP := $(BENCH_PEERS)/.installed
 
+# The UI tests drive Debian's Chromium (Playwright's own browser download is not used).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
 .PHONY: demo test ui bench lint clean
@@ -30,12 +34,17 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	printf 'telemetry:\n  enabled: false\n' > $@
 
-## demo: materialize the synthetic market's chain on the local Dagster instance
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	$(SUDO) apt-get install -y -q chromium
+
+## demo: materialize the synthetic market's whole chain on the local Dagster instance
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m tradecore_pipelines.demo
 
-## test: the whole test suite (pytest exit 5, "no tests collected", is an error here)
-test: $(STAMP)
+## test: the whole test suite, UI tests in Chromium included (pytest exit 5, "no tests
+## collected", is an error here)
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; fi; \
 	exit $$rc
