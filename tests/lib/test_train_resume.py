@@ -4,7 +4,9 @@ same data, config and seed give the same final metrics."""
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import signal
 import subprocess
 import sys
@@ -97,3 +99,47 @@ def test_a_finished_run_is_reported_again_without_training(uninterrupted) -> Non
     out, store = _train(uninterrupted.lake.root)
     assert "already finished; reporting it without retraining" in out
     assert store.run_id == uninterrupted.run_id
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)
+
+    warning = info
+
+
+def test_warm_start_copies_the_champions_weights_and_statistics(uninterrupted) -> None:
+    import torch
+    from stable_baselines3 import PPO
+
+    from tradecore_lib.markets import get_market
+    from tradecore_lib.train.checkpoints import MODEL
+    from tradecore_lib.train.config import load_train_config
+    from tradecore_lib.train.data import load_frame
+    from tradecore_lib.train.ppo_train import make_training_env, new_model, warm_start
+
+    market = get_market(MARKET)
+    # Another seed: a fresh network would start elsewhere.
+    cfg = load_train_config("cpu-smoke", {**json.loads(OVERRIDES), "seed": 7})
+    frame = load_frame(uninterrupted.lake, market, cfg.data.months("train"),
+                       market.feature_preset).frame
+    venv, vec_normalize = make_training_env(cfg, frame)
+    model = new_model(cfg, venv, "cpu")
+    champion = PPO.load(io.BytesIO(uninterrupted.read_bytes(MODEL)), device="cpu")
+    fresh = model.policy.state_dict()
+    assert any(not torch.equal(fresh[k], v) for k, v in champion.policy.state_dict().items())
+    log = _Log()
+    warm_start(model, vec_normalize, uninterrupted, log)
+    for name, value in champion.policy.state_dict().items():
+        assert torch.equal(model.policy.state_dict()[name], value), name
+    stored = pickle.loads(uninterrupted.read_bytes("vecnormalize.pkl"))
+    assert (vec_normalize.obs_rms.mean == stored.obs_rms.mean).all()
+    assert any("warm start from the champion" in line for line in log.lines)
+
+    narrow = load_train_config("cpu-smoke", {"ppo": {"net_arch": [8]}})
+    venv, vec_normalize = make_training_env(narrow, frame)
+    with pytest.raises(RuntimeError, match="(?s)cannot warm start from .*Set warm_start to false"):
+        warm_start(new_model(narrow, venv, "cpu"), vec_normalize, uninterrupted, log)
