@@ -7,7 +7,8 @@ update: every configuration collects 8192 transitions per rollout and trains 4 e
 * ``anytrading x8``: gym-anytrading's StocksEnv (window 64, observation 64 x 2) in SB3's
   ``DummyVecEnv``, 8 envs x 1024 steps per rollout (the usual way to run it);
 * ``tradecore x8``: ``TradeVecEnv``, 8 envs x 1024 steps (like for like);
-* ``tradecore x256``: ``TradeVecEnv``, 256 envs x 32 steps (the same rollout size, batched).
+* ``tradecore x256``: ``TradeVecEnv``, 256 envs x 32 steps (the same rollout size, batched);
+* ``tradecore x512``: ``TradeVecEnv``, 512 envs x 16 steps (how far batching carries).
 
 TradeVecEnv observes more (window 64 x 8 columns + account = 517 floats vs 128), so its
 first layer is larger. Printed per configuration: env steps/s of ``learn()``, of rollout
@@ -114,6 +115,7 @@ def main() -> None:
         "anytrading x8": measure(lambda: anytrading_env(frame, 8), 8),
         "tradecore x8": measure(lambda: tradecore_env(frame, 8), 8),
         "tradecore x256": measure(lambda: tradecore_env(frame, 256), 256),
+        "tradecore x512": measure(lambda: tradecore_env(frame, 512), 512),
     }
     peer = rows["anytrading x8"]
     print(f"PPO on {len(frame)} one-minute bars, rollout {ROLLOUT} transitions, {ITERATIONS} "
