@@ -48,12 +48,16 @@ def bench_single(data: MarketData, cfg, seconds: float) -> float:
     rng = np.random.default_rng(0)
     actions = rng.integers(0, 3, 4096).tolist()
     nudge = [[a, 1, 1] for a in actions]
-    acts = nudge if cfg.nudge else actions
+    return _gym_rate(env, nudge if cfg.nudge else actions, seconds)
+
+
+def _gym_rate(env, actions: list, seconds: float) -> float:
+    """Env-steps per second of one gymnasium env cycling through 4096 ``actions``."""
     k = 0
 
     def step() -> int:
         nonlocal k
-        _, _, term, trunc, _ = env.step(acts[k & 4095])
+        _, _, term, trunc, _ = env.step(actions[k & 4095])
         k += 1
         if term or trunc:
             env.reset()
@@ -116,18 +120,7 @@ def _anytrading_env(close: np.ndarray, window: int):
 def bench_anytrading(close: np.ndarray, window: int, seconds: float) -> float:
     env = _anytrading_env(close, window)
     env.reset(seed=0)
-    actions = np.random.default_rng(0).integers(0, 2, 4096).tolist()
-    k = 0
-
-    def step() -> int:
-        nonlocal k
-        _, _, term, trunc, _ = env.step(actions[k & 4095])
-        k += 1
-        if term or trunc:
-            env.reset()
-        return 1
-
-    return _rate(step, seconds)
+    return _gym_rate(env, np.random.default_rng(0).integers(0, 2, 4096).tolist(), seconds)
 
 
 def bench_anytrading_dummy(close: np.ndarray, window: int, n: int, seconds: float) -> float:

@@ -22,13 +22,12 @@ Run: ``.venv/bin/python bench/bench_features.py [--repeat 5]``
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import talib
+from timing import best_of
 
 from tradecore_lib.features import WARMUP_COLUMN, compute_features, load_preset
 from tradecore_lib.features.presets import Preset
@@ -172,15 +171,6 @@ def pandas_full(frame: pd.DataFrame) -> pd.DataFrame:
     return out.astype(np.float32)
 
 
-def best_of(repeat: int, run: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def check_same_columns(ours: pa.Table, peer: dict[str, np.ndarray]) -> None:
     """The same-columns peer computes exactly TradeCore's TA-Lib-part columns."""
     feature_columns = [n for n in ours.column_names if n not in ("ts", WARMUP_COLUMN)]
@@ -205,17 +195,14 @@ def main() -> None:
     frame = candles.to_pandas().set_index("ts")
     check_same_columns(compute_features(candles, talib_part).table, talib_same_columns(h, lo, c, v))
 
-    timings = {
-        "tradecore full preset": best_of(args.repeat, lambda: compute_features(candles, full)),
-        "plain pandas full preset": best_of(args.repeat, lambda: pandas_full(frame)),
-        "tradecore TA-Lib part": best_of(
-            args.repeat, lambda: compute_features(candles, talib_part)
-        ),
-        "TA-Lib direct, same columns": best_of(
-            args.repeat, lambda: talib_same_columns(h, lo, c, v)
-        ),
-        "TA-Lib calls only": best_of(args.repeat, lambda: talib_calls_only(h, lo, c, v)),
+    runs = {
+        "tradecore full preset": lambda: compute_features(candles, full),
+        "plain pandas full preset": lambda: pandas_full(frame),
+        "tradecore TA-Lib part": lambda: compute_features(candles, talib_part),
+        "TA-Lib direct, same columns": lambda: talib_same_columns(h, lo, c, v),
+        "TA-Lib calls only": lambda: talib_calls_only(h, lo, c, v),
     }
+    timings = {name: best_of(args.repeat, run)[0] for name, run in runs.items()}
     print(f"{candles.num_rows:,} candles, full preset = {len(full.columns)} columns, "
           f"TA-Lib part = {len(talib_part.columns)} columns (best of {args.repeat} runs)\n")
     print(f"{'peer':<30}{'seconds':>10}{'ratio':>10}  (ratio vs.)")

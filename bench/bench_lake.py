@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from timing import best_of
 
 from tradecore_lib.lake import PARQUET_OPTIONS, Lake, candle_key
 from tradecore_lib.markets import get_market
@@ -26,15 +27,6 @@ from tradecore_lib.synthetic import SyntheticParams, _skeleton, generate_month
 
 MONTHS = months_between(Month(2025, 1), Month(2026, 12))  # 730 days = 1,051,200 minutes
 PARAMS = SyntheticParams(missing_minute_rate=0.0, outages_per_day=0.0)
-
-
-def best_of(rounds: int, fn) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -47,7 +39,7 @@ def main() -> None:
     _skeleton(PARAMS, market.name)
     skeleton_s = time.perf_counter() - start
     generate = lambda: [generate_month(PARAMS, market.name, m) for m in MONTHS]  # noqa: E731
-    gen_s = best_of(args.rounds, generate)
+    gen_s = best_of(args.rounds, generate)[0]
     tables = generate()
     full = pa.concat_tables(tables)
     rows = full.num_rows
@@ -81,7 +73,7 @@ def main() -> None:
             ("raw read", raw_read),
             ("lake read", lake_read),
         ]:
-            results[name] = best_of(args.rounds, fn)
+            results[name] = best_of(args.rounds, fn)[0]
         assert lake_read().equals(raw_read())
 
     print(f"rows: {rows:,} in {len(MONTHS)} monthly partitions, best of {args.rounds} rounds")

@@ -11,12 +11,11 @@ Run: ``.venv/bin/python bench/bench_trades_aggregation.py [--trades N] [--repeat
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from timing import best_of
 
 from tradecore_lib.months import Month
 from tradecore_lib.sources.kraken_spot import aggregate_trades
@@ -59,15 +58,6 @@ def pandas_groupby(time_us: np.ndarray, price: np.ndarray, amount: np.ndarray) -
     )
 
 
-def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=5_000_000)
@@ -75,11 +65,11 @@ def main() -> None:
     args = parser.parse_args()
     trades = make_trades(args.trades)
 
-    ours_s, ours = best_of(lambda: tradecore(*trades), args.repeat)
+    ours_s, ours = best_of(args.repeat, lambda: tradecore(*trades))
     rows = [("tradecore (numpy reduceat)", ours_s)]
     for name, fn in (("pandas resample (freqtrade)", pandas_resample),
                      ("pandas groupby", pandas_groupby)):
-        seconds, frame = best_of(lambda fn=fn: fn(*trades), args.repeat)
+        seconds, frame = best_of(args.repeat, lambda fn=fn: fn(*trades))
         # Same minutes, same values: the comparison is only fair if the answers agree.
         assert len(frame) == ours.num_rows, name
         for column in ("open", "high", "low", "close", "trades"):
