@@ -15,6 +15,7 @@ import dagster as dg
 
 from tradecore_lib.evaluation.summary import summary_table
 from tradecore_lib.markets import get_market
+from tradecore_pipelines.constants import asset_key
 from tradecore_pipelines.definitions import defs
 
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     months = [market.first_month]
     while len(months) < args.months:
         months.append(months[-1].next())
-    key = {layer: dg.AssetKey([layer, market.name]) for layer in (
+    key = {layer: asset_key(market.name, layer) for layer in (
         "candles", "manifest", "features", "ppo_agent", "evaluation", "signals")}
     month_range = {
         "dagster/asset_partition_range_start": months[0].partition_key,

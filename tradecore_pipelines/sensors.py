@@ -84,7 +84,7 @@ def build_landing_sensor(
                     },
                     run_config={
                         "ops": {
-                            f"candles__{plan.market.name}": {
+                            f"{plan.market.name}__candles": {
                                 "config": {"archive_file": str(plan.path)}
                             }
                         }

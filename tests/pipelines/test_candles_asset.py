@@ -174,7 +174,7 @@ def test_cli_materialize_writes_the_designed_path_idempotently(tmp_path):
         "-m",
         "tradecore_pipelines.definitions",
         "--select",
-        "candles/synthetic_btc_usd",
+        "synthetic_btc_usd/candles",
         "--partition",
         "2024-02-01",
     ]

@@ -16,12 +16,21 @@ HEAVY = ("torch", "stable_baselines3", "mlflow")
 def test_definitions_are_loadable():
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert {"candles/synthetic_btc_usd", "manifest/synthetic_btc_usd"} <= keys
+    assert {"synthetic_btc_usd/candles", "synthetic_btc_usd/manifest"} <= keys
+
+
+def test_keys_are_market_then_layer_and_groups_are_markets():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        market, layer = key.path
+        node = graph.get(key)
+        assert node.group_name == market
+        assert node.tags["tradecore/layer"]
 
 
 def test_every_candles_asset_has_blocking_partitioned_checks():
     graph = defs.resolve_asset_graph()
-    candle_keys = [k for k in graph.get_all_asset_keys() if k.path[0] == "candles"]
+    candle_keys = [k for k in graph.get_all_asset_keys() if k.path[-1] == "candles"]
     assert candle_keys
     for key in candle_keys:
         checks = {c.name: c for c in graph.get_check_keys_for_assets({key})}
@@ -62,7 +71,7 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
 def test_live_markets_have_freshness_retries_and_a_refresh_schedule():
     graph = defs.resolve_asset_graph()
     for name, live in (("kraken_spot_btc_usd", True), ("synthetic_btc_usd", False)):
-        node = graph.get(dg.AssetKey(["candles", name]))
+        node = graph.get(dg.AssetKey([name, "candles"]))
         assert (node.freshness_policy is not None) is live
         assert (node.assets_def.op.retry_policy is not None) is live
     schedules = {s.name for s in defs.schedules}

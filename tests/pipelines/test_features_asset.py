@@ -40,9 +40,10 @@ def candles_in_lake(lake_resource, market):
 def test_definition_shape(market, lake_resource) -> None:
     asset = build_features_asset(market)
     assert asset.key == features_key(market)
-    assert asset.group_names_by_key[asset.key] == "features"
+    assert asset.group_names_by_key[asset.key] == market.name
+    assert asset.tags_by_key[asset.key]["tradecore/layer"] == "features"
     assert asset.backfill_policy == dg.BackfillPolicy.single_run()
-    dep = asset.get_partition_mapping(dg.AssetKey(["candles", market.name]))
+    dep = asset.get_partition_mapping(dg.AssetKey([market.name, "candles"]))
     assert dep.start_offset == -1 and dep.allow_nonexistent_upstream_partitions
     spec = asset.specs_by_key[asset.key]
     assert "| `vwap` | Rolling VWAP |" in spec.metadata["indicator_catalog"].value

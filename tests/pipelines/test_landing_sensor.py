@@ -37,12 +37,12 @@ def test_new_archive_requests_one_import_run_then_nothing(landing, lake_resource
     sensor = build_landing_sensor([SPOT, FUTURES], landing_dir=landing, settle_seconds=0)
     with dg.instance_for_test() as instance:
         [request] = evaluate(sensor, instance)
-        assert request.asset_selection == [dg.AssetKey(["candles", SPOT.name])]
+        assert request.asset_selection == [dg.AssetKey([SPOT.name, "candles"])]
         assert request.tags["dagster/asset_partition_range_start"] == "2024-02-01"
         assert request.tags["dagster/asset_partition_range_end"] == "2024-03-01"
         assert request.run_key.startswith("landing:XBTUSD_OHLCVT.zip:")
         assert request.run_config == {
-            "ops": {"candles__kraken_spot_btc_usd": {"config": {"archive_file": str(path)}}}
+            "ops": {"kraken_spot_btc_usd__candles": {"config": {"archive_file": str(path)}}}
         }
         assert evaluate(sensor, instance) == []  # imported once
 
@@ -54,7 +54,7 @@ def test_new_archive_requests_one_import_run_then_nothing(landing, lake_resource
         assert result.success
         lake = lake_resource.get_lake()
         assert lake.exists(candle_key(SPOT, Month(2024, 2))) and lake.exists(candle_key(SPOT, MAR))
-        materialized = result.asset_materializations_for_node("candles__kraken_spot_btc_usd")
+        materialized = result.asset_materializations_for_node("kraken_spot_btc_usd__candles")
         assert {m.metadata["endpoint_kind"].value for m in materialized} == {"archive"}
 
     # A new version of the file under the same name is imported again.

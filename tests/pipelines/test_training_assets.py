@@ -27,9 +27,9 @@ RANGE = {
     "dagster/asset_partition_range_start": "2024-01-01",
     "dagster/asset_partition_range_end": "2024-03-01",
 }
-AGENT = dg.AssetKey(["ppo_agent", MARKET.name])
-EVALUATION = dg.AssetKey(["evaluation", MARKET.name])
-SIGNALS = dg.AssetKey(["signals", MARKET.name])
+AGENT = dg.AssetKey([MARKET.name, "ppo_agent"])
+EVALUATION = dg.AssetKey([MARKET.name, "evaluation"])
+SIGNALS = dg.AssetKey([MARKET.name, "signals"])
 GATE = dg.AssetCheckKey(EVALUATION, "promotion_gate")
 
 
@@ -49,9 +49,9 @@ def chain(tmp_path_factory):
     )
     job = defs.resolve_implicit_global_asset_job_def()
     with dg.instance_for_test() as instance:
-        for selection in ([dg.AssetKey(["candles", MARKET.name])],
-                          [dg.AssetKey(["manifest", MARKET.name])],
-                          [dg.AssetKey(["features", MARKET.name])]):
+        for selection in ([dg.AssetKey([MARKET.name, "candles"])],
+                          [dg.AssetKey([MARKET.name, "manifest"])],
+                          [dg.AssetKey([MARKET.name, "features"])]):
             result = job.execute_in_process(instance=instance, asset_selection=selection,
                                             tags=RANGE)
             assert result.success
@@ -62,7 +62,7 @@ def _train_evaluate_signal(job, instance, agent_config: dict) -> dg.ExecuteInPro
     return job.execute_in_process(
         instance=instance,
         asset_selection=[AGENT, EVALUATION, SIGNALS],
-        run_config={"ops": {f"ppo_agent__{MARKET.name}": {"config": agent_config}}},
+        run_config={"ops": {f"{MARKET.name}__ppo_agent": {"config": agent_config}}},
         raise_on_error=False,
     )
 
@@ -72,7 +72,7 @@ def test_chain_trains_evaluates_promotes_and_signals(chain) -> None:
     result = _train_evaluate_signal(job, instance, {})
     assert result.success
 
-    agent = result.asset_materializations_for_node(f"ppo_agent__{MARKET.name}")[0].metadata
+    agent = result.asset_materializations_for_node(f"{MARKET.name}__ppo_agent")[0].metadata
     store = RunStore(lake.get_lake(), MARKET.name, agent["run_id"].value)
     for name in ("model.zip", "vecnormalize.pkl", "config.json", "lineage.json",
                  "metrics.jsonl", "eval_summary.json", "equity.png"):
@@ -96,14 +96,14 @@ def test_chain_trains_evaluates_promotes_and_signals(chain) -> None:
     assert "checkpoint/model.zip" in artifacts
     assert tracker.champion(MARKET.name).version == "1"
 
-    evaluation = result.asset_materializations_for_node(f"evaluation__{MARKET.name}")[0]
+    evaluation = result.asset_materializations_for_node(f"{MARKET.name}__evaluation")[0]
     assert "data:image/png;base64," in evaluation.metadata["equity_curve"].value
     policies = {r.data["policy"] for r in evaluation.metadata["comparison"].value.records}
     assert policies == {"agent", "buy_and_hold", "flat", "random"}
     check = result.get_asset_check_evaluations()[0]
     assert check.passed and "promoted v1" in check.description
 
-    signals = result.asset_materializations_for_node(f"signals__{MARKET.name}")[0].metadata
+    signals = result.asset_materializations_for_node(f"{MARKET.name}__signals")[0].metadata
     table = pq.read_table(signals["path"].value)
     assert table.num_rows == 1440 and set(table["model_version"].to_pylist()) == {"1"}
     assert signals["month"].value == "2024-03"
@@ -129,18 +129,18 @@ def test_failing_gate_keeps_the_champion_and_skips_signals(chain) -> None:
     assert len(versions) == 2
     # Blocking: signals did not run, the previous signals are still the latest.
     assert instance.get_latest_materialization_event(SIGNALS).run_id == signals_before.run_id
-    assert not result.asset_materializations_for_node(f"signals__{MARKET.name}")
+    assert not result.asset_materializations_for_node(f"{MARKET.name}__signals")
 
 
 def test_bad_launchpad_value_fails_before_training_with_a_clear_message(chain) -> None:
     _, job, instance, lake, _ = chain
     result = job.execute_in_process(
         instance=instance, asset_selection=[AGENT], raise_on_error=False,
-        run_config={"ops": {f"ppo_agent__{MARKET.name}": {"config": {
+        run_config={"ops": {f"{MARKET.name}__ppo_agent": {"config": {
             "ppo": {"ent_coef": -0.5}, "data": {"test_months": ["2024-01"]}}}}},
     )
     assert not result.success
-    message = str(result.failure_data_for_node(f"ppo_agent__{MARKET.name}").error)
+    message = str(result.failure_data_for_node(f"{MARKET.name}__ppo_agent").error)
     assert "ppo.ent_coef" in message and "-0.5" in message
     assert "test month 2024-01 is not after the last validation month" in message
 

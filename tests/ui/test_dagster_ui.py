@@ -109,35 +109,28 @@ def page():
 
 
 @pytest.mark.parametrize(
-    ("layer", "group"),
-    [
-        ("candles", "ingestion"),
-        ("manifest", "ingestion"),
-        ("features", "features"),
-        ("ppo_agent", "training"),
-        ("evaluation", "evaluation"),
-        ("signals", "serving"),
-    ],
+    "layer", ["candles", "manifest", "features", "ppo_agent", "evaluation", "signals"]
 )
-def test_every_layer_has_an_asset_page_in_its_group(webserver, page, layer, group):
-    page.goto(f"{webserver}/assets/{layer}/synthetic_btc_usd", wait_until="domcontentloaded")
+def test_every_layer_has_an_asset_page_in_its_market_group(webserver, page, layer):
+    page.goto(f"{webserver}/assets/synthetic_btc_usd/{layer}", wait_until="domcontentloaded")
     page.get_by_role("tab", name="Lineage").wait_for(timeout=60_000)
+    expect(page.get_by_text(layer, exact=True).filter(visible=True).first).to_be_visible()
+    # the group is the market: its chain reads as one pipeline in the UI
     expect(
         page.get_by_text("synthetic_btc_usd", exact=True).filter(visible=True).first
     ).to_be_visible()
-    expect(page.get_by_text(group, exact=True).filter(visible=True).first).to_be_visible()
 
 
 def test_candles_checks_and_partitions_are_shown(webserver, page, tmp_path):
     page.goto(
-        f"{webserver}/assets/candles/synthetic_btc_usd?view=checks", wait_until="domcontentloaded"
+        f"{webserver}/assets/synthetic_btc_usd/candles?view=checks", wait_until="domcontentloaded"
     )
     page.get_by_text("Checks (4)").wait_for(timeout=60_000)
     for check in ("schema", "time_grid", "ohlc_sanity", "gaps"):
         expect(page.get_by_text(check, exact=True).filter(visible=True).first).to_be_visible()
     page.get_by_text("This is a blocking asset check.").wait_for(timeout=30_000)
     page.goto(
-        f"{webserver}/assets/candles/synthetic_btc_usd?view=partitions",
+        f"{webserver}/assets/synthetic_btc_usd/candles?view=partitions",
         wait_until="domcontentloaded",
     )
     page.get_by_text("Materialized (1)").first.wait_for(timeout=60_000)

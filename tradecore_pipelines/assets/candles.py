@@ -22,7 +22,7 @@ from tradecore_lib.markets import Market
 from tradecore_lib.months import Month, utc_now_ms
 from tradecore_lib.progress import Progress
 from tradecore_lib.sources import source_for
-from tradecore_pipelines.constants import INGESTION
+from tradecore_pipelines.constants import CANDLES, asset_key, layer_tags
 from tradecore_pipelines.metadata import markdown_table
 from tradecore_pipelines.partitions import monthly_partitions
 from tradecore_pipelines.resources import LakeResource
@@ -51,7 +51,7 @@ class CandlesConfig(dg.Config):
 
 
 def candles_key(market: Market) -> dg.AssetKey:
-    return dg.AssetKey(["candles", market.name])
+    return asset_key(market.name, CANDLES)
 
 
 def _partition_metadata(published: PublishedPartition) -> dict:
@@ -85,7 +85,8 @@ def build_candles_asset(market: Market) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=candles_key(market),
-        group_name=INGESTION,
+        group_name=market.name,
+        tags=layer_tags(CANDLES),
         partitions_def=monthly_partitions(market),
         backfill_policy=dg.BackfillPolicy.single_run(),
         retry_policy=_LIVE_RETRY if market.live else None,

@@ -22,7 +22,7 @@ from tradecore_lib.features import (
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
 from tradecore_lib.progress import Progress
-from tradecore_pipelines.constants import FEATURES
+from tradecore_pipelines.constants import CANDLES, FEATURES, asset_key, layer_tags
 from tradecore_pipelines.partitions import monthly_partitions
 from tradecore_pipelines.resources import LakeResource
 
@@ -59,7 +59,7 @@ class FeaturesConfig(dg.Config):
 
 
 def features_key(market: Market) -> dg.AssetKey:
-    return dg.AssetKey(["features", market.name])
+    return asset_key(market.name, FEATURES)
 
 
 def resolve_preset(config: FeaturesConfig, market: Market) -> Preset:
@@ -110,10 +110,11 @@ def build_features_asset(market: Market) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=features_key(market),
-        group_name=FEATURES,
+        group_name=market.name,
+        tags=layer_tags(FEATURES),
         partitions_def=monthly_partitions(market),
         deps=[
-            dg.AssetDep(dg.AssetKey(["candles", market.name]), partition_mapping=_WARMUP_MAPPING)
+            dg.AssetDep(asset_key(market.name, CANDLES), partition_mapping=_WARMUP_MAPPING)
         ],
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"parquet", "python"},

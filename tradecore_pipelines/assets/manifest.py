@@ -6,7 +6,7 @@ from tradecore_lib.manifest import build_manifest, write_manifest
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month, utc_now_ms
 from tradecore_pipelines.assets.candles import candles_key
-from tradecore_pipelines.constants import INGESTION
+from tradecore_pipelines.constants import MANIFEST, asset_key, layer_tags
 from tradecore_pipelines.metadata import records_table
 from tradecore_pipelines.resources import LakeResource
 
@@ -15,8 +15,9 @@ def build_manifest_asset(market: Market) -> dg.AssetsDefinition:
     """One JSON per market: per month first/last ts, rows, missing minutes, sha256, size."""
 
     @dg.asset(
-        key=["manifest", market.name],
-        group_name=INGESTION,
+        key=asset_key(market.name, MANIFEST),
+        group_name=market.name,
+        tags=layer_tags(MANIFEST),
         deps=[candles_key(market)],
         kinds={"json"},
         description=f"Coverage manifest of candles/{market.name}: for each stored month the "

@@ -29,7 +29,7 @@ from tradecore_lib.tracking import CHAMPION
 from tradecore_lib.train.checkpoints import CONFIG, EVAL_SUMMARY, MODEL, RunStore
 from tradecore_lib.train.config import TrainConfig, load_train_config
 from tradecore_pipelines.assets.features import features_key
-from tradecore_pipelines.constants import EVALUATION, SERVING, TRAINING
+from tradecore_pipelines.constants import EVALUATION, PPO_AGENT, SIGNALS, asset_key, layer_tags
 from tradecore_pipelines.metadata import records_table
 from tradecore_pipelines.resources import LakeResource
 from tradecore_pipelines.resources_ml import MlflowResource
@@ -90,11 +90,11 @@ def _drop_empty(values: dict[str, Any]) -> dict[str, Any]:
 
 # -- helpers ---------------------------------------------------------------------------------
 def ppo_agent_key(market: Market) -> dg.AssetKey:
-    return dg.AssetKey(["ppo_agent", market.name])
+    return asset_key(market.name, PPO_AGENT)
 
 
 def evaluation_key(market: Market) -> dg.AssetKey:
-    return dg.AssetKey(["evaluation", market.name])
+    return asset_key(market.name, EVALUATION)
 
 
 def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, needed: str) -> dict:
@@ -147,7 +147,8 @@ def build_training_assets(market: Market) -> list[dg.AssetsDefinition | dg.Asset
 
     @dg.asset(
         key=agent_key,
-        group_name=TRAINING,
+        group_name=market.name,
+        tags=layer_tags(PPO_AGENT),
         deps=[features_key(market)],
         kinds={"pytorch", "python"},
         description=f"SB3 PPO agent of {market.name} trained on TradeVecEnv over the preset's "
@@ -207,7 +208,8 @@ def build_training_assets(market: Market) -> list[dg.AssetsDefinition | dg.Asset
 
     @dg.asset(
         key=eval_key,
-        group_name=EVALUATION,
+        group_name=market.name,
+        tags=layer_tags(EVALUATION),
         deps=[agent_key],
         kinds={"python"},
         description=f"Out-of-sample backtest of the latest ppo_agent/{market.name} checkpoint "
@@ -304,8 +306,9 @@ def build_training_assets(market: Market) -> list[dg.AssetsDefinition | dg.Asset
         )
 
     @dg.asset(
-        key=["signals", market.name],
-        group_name=SERVING,
+        key=asset_key(market.name, SIGNALS),
+        group_name=market.name,
+        tags=layer_tags(SIGNALS),
         deps=[eval_key],
         kinds={"parquet", "python"},
         description=f"Dry-run signals of the {CHAMPION} (MLflow alias) on the newest month of "
