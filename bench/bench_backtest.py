@@ -1,0 +1,76 @@
+"""Backtest speed: the demo's validation and test months, every policy, one pass each.
+
+The demo's evaluation: ``synthetic_btc_usd`` with the ``cpu-smoke`` training preset (trained
+here through the real entry point, ``tradecore_lib.train.ppo_train``: PPO MLP 64-64 with
+VecNormalize), validation 2024-02 and test 2024-03, policies agent, buy_and_hold, flat and
+random. Printed: seconds of each split's backtest per policy (best of ``--repeat``), the
+total, and bars/s.
+
+Baseline, measured once before the one-engine rewrite (issue 9) at commit 01cac53 with this
+file's first version: the old walk (``evaluation.backtest.backtest``: one single
+``TradingEnv`` stepped in Python per policy and split, the agent predicting one observation at
+a time), best of 2, on the shared 2-core machine::
+
+    split       policy           bars  seconds     bars/s
+    validation  agent           41615     3.79     10,983
+    validation  buy_and_hold    41615     0.24    175,783
+    validation  flat            41615     0.23    177,725
+    validation  random          41615     0.33    126,996
+    test        agent           44495     4.07     10,922
+    test        buy_and_hold    44495     0.24    181,664
+    test        flat            44495     0.24    184,172
+    test        random          44495     0.33    135,675
+    all splits and policies: 9.48 s (36,348 bars/s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from timing import best_of
+
+from tradecore_lib.evaluation.agent import Agent
+from tradecore_lib.evaluation.backtest import backtest, baseline_policies
+from tradecore_lib.features import WARMUP_COLUMN
+from tradecore_lib.train import ppo_train
+from tradecore_lib.train.checkpoints import RunStore
+from tradecore_lib.train.data import load_frame
+from tradecore_lib.train.testing import synthetic_lake
+
+PRESET = "cpu-smoke"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        lake, market = synthetic_lake(f"{tmp}/lake", months=3)
+        ppo_train.main(["--market", market.name, "--preset", PRESET,
+                        "--lake-root", f"{tmp}/lake"])
+        run_id = next((Path(tmp) / "lake" / "models" / market.name).iterdir()).name
+        agent = Agent.load(RunStore(lake, market.name, run_id))
+        cfg = agent.config
+        settings = cfg.env_settings(WARMUP_COLUMN)
+        frames = {split: load_frame(lake, market, cfg.data.months(split),
+                                    agent.lineage["feature_preset"]).frame
+                  for split in ("validation", "test")}
+    policies = {"agent": agent,
+                **baseline_policies(settings, cfg.evaluation.random_baseline_seed)}
+    total = 0.0
+    bars = 0
+    print(f"{'split':11} {'policy':13} {'bars':>7} {'seconds':>8} {'bars/s':>10}")
+    for split, frame in frames.items():
+        for name, policy in policies.items():
+            seconds, traj = best_of(args.repeat, lambda: backtest(frame, settings, policy))
+            total += seconds
+            bars += len(traj.equity)
+            print(f"{split:11} {name:13} {len(traj.equity):7d} {seconds:8.2f} "
+                  f"{len(traj.equity) / seconds:10,.0f}")
+    print(f"all splits and policies: {total:.2f} s ({bars / total:,.0f} bars/s)")
+
+
+if __name__ == "__main__":
+    main()
