@@ -22,9 +22,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from tradecore_lib.paths import data_dir
+from tradecore_lib.redaction import redact_url as redact
 
 CHAMPION = "champion"
 RUN_TAG = "tradecore.run_id"
@@ -42,16 +42,6 @@ def artifact_root_for(tracking_uri: str) -> str | None:
     if tracking_uri.startswith("sqlite:///"):
         return str(Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts")
     return None
-
-
-def redact(uri: str) -> str:
-    """``uri`` without user name and password, for logs and metadata."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def model_name(market: str) -> str:

@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import ccxt
 
 from tradecore_lib.options import options_from_mapping
+from tradecore_lib.redaction import redact_url
 
 SPOT_URL_VAR = "TRADECORE_KRAKEN_SPOT_URL"
 FUTURES_URL_VAR = "TRADECORE_KRAKEN_FUTURES_URL"
@@ -108,14 +108,6 @@ class CallStats:
 
     requests: int = 0
     retries: int = 0
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any ``user:password@`` removed, safe to log."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def base_url(variable: str, default: str) -> str:
