@@ -60,7 +60,7 @@ def main() -> None:
             pq.write_table(full, raw_file)
 
         def lake_read() -> pa.Table:
-            return lake.read_tables([candle_key(market, m) for m in MONTHS])
+            return pa.concat_tables([lake.read_table(candle_key(market, m)) for m in MONTHS])
 
         def raw_read() -> pa.Table:
             return pq.read_table(raw_file)

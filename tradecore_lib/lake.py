@@ -8,6 +8,10 @@ Every write is atomic: the bytes go to a hidden temporary object in the same fol
 then moved over the final name (``rename`` locally, a server-side copy on S3), so a reader
 sees the old partition or the new one, never a half-written file, and a crash mid-write
 leaves the old partition intact. Hidden names (leading ``.``) are skipped by pyarrow.dataset.
+A process killed between the write and the move leaves its temporary object behind; the next
+write into the same folder removes temporaries older than :data:`STALE_TEMP_SECONDS` (younger
+ones may belong to a writer still at work). :func:`write_atomically` is the one atomic write of
+the project: the lake, the manifests and the landing folder's records all use it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import io
 import posixpath
+import re
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -30,6 +35,61 @@ from tradecore_lib.months import Month
 # Dictionary encoding is off: minute prices and volumes are high-cardinality, so per-month
 # dictionaries cost time and made files ~40% larger in bench/bench_lake.py.
 PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": False}
+# A temporary of the atomic write is this old (seconds) before a later write may remove it:
+# far longer than writing one file takes, so a concurrent writer's temporary is never touched.
+STALE_TEMP_SECONDS = 3600.0
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+
+
+def write_atomically(
+    fs: pafs.FileSystem,
+    path: str,
+    data: bytes,
+    *,
+    stale_after_s: float = STALE_TEMP_SECONDS,
+    now: float | None = None,
+) -> None:
+    """Replace the file at ``path`` on ``fs`` with ``data``, atomically for readers.
+
+    The bytes go to ``.<name>.<uuid>.tmp`` beside ``path`` and are then moved over it; a
+    failure removes the temporary and leaves ``path`` as it was. Afterwards, temporaries in
+    the same folder older than ``stale_after_s`` seconds (at ``now``, UTC epoch seconds) are
+    removed: they were left by a writer killed between write and move.
+    """
+    folder, name = posixpath.split(path)
+    temporary = posixpath.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(folder, recursive=True)
+    try:
+        with fs.open_output_stream(temporary) as out:
+            out.write(data)
+        fs.move(temporary, path)
+    except BaseException:
+        _discard(fs, temporary)
+        raise
+    remove_stale_temporaries(fs, folder, older_than_s=stale_after_s, now=now)
+
+
+def remove_stale_temporaries(
+    fs: pafs.FileSystem, folder: str, *, older_than_s: float, now: float | None = None
+) -> list[str]:
+    """Delete the atomic-write temporaries in ``folder`` older than ``older_than_s`` seconds;
+    returns their paths. Other files, and younger temporaries, are left alone."""
+    cutoff_ns = int(((time.time() if now is None else now) - older_than_s) * 1e9)
+    removed = []
+    for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+        if (info.type == pafs.FileType.File and _TEMP_NAME.match(info.base_name)
+                and info.mtime_ns is not None and info.mtime_ns < cutoff_ns):
+            _discard(fs, info.path)
+            removed.append(info.path)
+    return removed
+
+
+def _discard(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
+    except (FileNotFoundError, OSError):
+        pass
 
 
 @dataclass(frozen=True)
@@ -109,26 +169,9 @@ class Lake:
         return self.fs.get_file_info(self._path(key)).type == pafs.FileType.File
 
     def write_bytes(self, key: str, data: bytes) -> StoredFile:
-        """Atomically replace ``key`` with ``data``."""
-        final = self._path(key)
-        folder, name = posixpath.split(final)
-        temporary = posixpath.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-        if self.is_local:
-            self.fs.create_dir(folder, recursive=True)
-        try:
-            with self.fs.open_output_stream(temporary) as out:
-                out.write(data)
-            self.fs.move(temporary, final)
-        except BaseException:
-            self._discard(temporary)
-            raise
+        """Atomically replace ``key`` with ``data`` (see :func:`write_atomically`)."""
+        write_atomically(self.fs, self._path(key), data)
         return StoredFile(key, self.uri(key), len(data), hashlib.sha256(data).hexdigest())
-
-    def _discard(self, path: str) -> None:
-        try:
-            self.fs.delete_file(path)
-        except (FileNotFoundError, OSError):
-            pass
 
     def read_bytes(self, key: str) -> bytes:
         try:
@@ -153,20 +196,9 @@ class Lake:
         digest = hashlib.sha256(data).hexdigest()
         return table, StoredFile(key, self.uri(key), len(data), digest, table.num_rows)
 
-    def read_tables(self, keys: list[str]) -> pa.Table:
-        """Read several parquet files (e.g. consecutive months) as one table, in key order.
-
-        Files are read in parallel by pyarrow.dataset; hive folder names are not added as
-        columns.
-        """
-        missing = [key for key in keys if not self.exists(key)]
-        if missing:
-            raise FileNotFoundError(f"lake objects not found: {[self.uri(k) for k in missing]}")
-        dataset = ds.dataset([self._path(k) for k in keys], filesystem=self.fs, format="parquet")
-        try:
-            return dataset.to_table()
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ValueError(f"cannot read lake objects under {self.root}: {exc}") from exc
+    def sha256(self, key: str) -> str:
+        """Hex sha256 of the object stored at ``key`` now (read from the store)."""
+        return hashlib.sha256(self.read_bytes(key)).hexdigest()
 
     def _parse(self, key: str, data: bytes) -> pa.Table:
         try:

@@ -79,6 +79,18 @@ def months_between(first: Month, last: Month) -> list[Month]:
     return out
 
 
+def iso_utc(ts: int | datetime) -> str:
+    """ISO-8601 UTC text with milliseconds and a ``Z``: ``2024-03-01T00:00:00.000Z``.
+
+    ``ts`` is UTC milliseconds since the epoch, or a timezone-aware datetime. The one
+    timestamp format of TradeCore's messages, metadata and manifests.
+    """
+    if isinstance(ts, datetime):
+        ts = round(ts.timestamp() * 1000)
+    moment = datetime.fromtimestamp(ts / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts % 1000:03d}Z"
+
+
 def utc_now_ms() -> int:
     """The current time in UTC milliseconds."""
     return int(datetime.now(tz=UTC).timestamp() * 1000)

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 from scipy.signal import lfilter
 
-from tradecore_lib.candles import candle_table
+from tradecore_lib.candles import candle_table, ts_millis
 from tradecore_lib.months import MINUTE_MS, Month
 from tradecore_lib.options import options_from_mapping
 
@@ -210,6 +210,6 @@ def generate_month(
     if now_ms is not None:
         closed = now_ms - now_ms % MINUTE_MS  # the minute in progress is not closed yet
         table = table.slice(
-            0, int(np.searchsorted(table.column("ts").cast(pa.int64()).to_numpy(), closed))
+            0, int(np.searchsorted(ts_millis(table), closed))
         )
     return table

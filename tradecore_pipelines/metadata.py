@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+
+from tradecore_lib.months import iso_utc
 
 
 def markdown_table(table: pa.Table) -> dg.MetadataValue:
@@ -42,4 +45,4 @@ def _plain(value: Any) -> Any:
 
 
 def _cell(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return iso_utc(value) if isinstance(value, datetime) else str(value)

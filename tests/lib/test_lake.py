@@ -1,12 +1,21 @@
 """The lake: designed layout, atomic replace, crash safety; local folder and S3 on loopback."""
 
 import hashlib
+import os
+import posixpath
+import time
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from tradecore_lib.lake import Lake, candle_key, parquet_bytes
+from tradecore_lib.lake import (
+    STALE_TEMP_SECONDS,
+    Lake,
+    candle_key,
+    parquet_bytes,
+    write_atomically,
+)
 from tradecore_lib.markets import get_market
 from tradecore_lib.months import Month
 from tradecore_lib.synthetic import SyntheticParams, generate_month
@@ -113,16 +122,35 @@ def test_corrupt_file_is_named(local_lake):
         local_lake.read_table("missing.parquet")
 
 
-def test_read_tables_joins_months_in_key_order(lake):
-    market = get_market("synthetic_btc_usd")
-    keys = []
-    for month in (Month(2024, 3), Month(2024, 1), Month(2024, 2)):
-        key = candle_key(market, month)
-        lake.write_table(key, generate_month(SyntheticParams(), market.name, month).slice(0, 50))
-        keys.append(key)
-    table = lake.read_tables(keys)
-    ts = table.column("ts").cast("int64").to_numpy()
-    assert table.num_rows == 150 and table.column_names == DAY.column_names
-    assert ts[0] == Month(2024, 3).start_ms and ts[50] == Month(2024, 1).start_ms
-    with pytest.raises(FileNotFoundError, match="lake objects not found"):
-        lake.read_tables([*keys, candle_key(market, Month(2030, 1))])
+KEY = "synthetic/BTC-USD/1m/year=2024/month=02/part-0.parquet"
+
+
+def _leftover(lake: Lake, name: str) -> str:
+    """A temporary as a writer killed between write and rename leaves it."""
+    folder = lake.uri(KEY).rsplit("/", 1)[0].removeprefix("s3://")
+    path = f"{folder}/{name}"
+    with lake.fs.open_output_stream(path) as out:
+        out.write(b"half a parquet file")
+    return path
+
+
+def test_a_write_removes_stale_temporaries_of_its_folder(local_lake):
+    lake = local_lake
+    lake.write_table(KEY, DAY)
+    stale = _leftover(lake, f".part-0.parquet.{'a' * 32}.tmp")
+    hour_ago = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(stale, (hour_ago, hour_ago))
+    fresh = _leftover(lake, f".part-0.parquet.{'b' * 32}.tmp")  # another writer, mid-write
+    lake.write_table(KEY, DAY.slice(0, 10))
+    assert _files_beside(lake, KEY) == [posixpath.basename(fresh), "part-0.parquet"]
+    assert lake.read_table(KEY).num_rows == 10
+
+
+def test_stale_temporaries_on_s3_go_too(s3_lake):
+    s3_lake.write_table(KEY, DAY)
+    _leftover(s3_lake, f".part-0.parquet.{'c' * 32}.tmp")
+    not_ours = _leftover(s3_lake, "notes.tmp")
+    later = time.time() + 2 * STALE_TEMP_SECONDS  # S3 has no utime: judge from the future
+    write_atomically(s3_lake.fs, not_ours.rsplit("/", 1)[0] + "/part-0.parquet",
+                     parquet_bytes(DAY), now=later)
+    assert _files_beside(s3_lake, KEY) == ["notes.tmp", "part-0.parquet"]
