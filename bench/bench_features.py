@@ -29,7 +29,7 @@ import pyarrow as pa
 import talib
 from timing import best_of
 
-from tradecore_lib.features import WARMUP_COLUMN, compute_features, load_preset
+from tradecore_lib.features import WARMUP_COLUMN, compute_features, load_feature_preset
 from tradecore_lib.features.presets import Preset
 from tradecore_lib.months import Month
 from tradecore_lib.synthetic import SyntheticParams, generate_month
@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per peer (best is kept)")
     args = parser.parse_args()
     candles = synthetic_candles(ROWS)
-    full = load_preset("full")
+    full = load_feature_preset("full")
     talib_part = Preset(
         "talib-part", "", tuple(c for c in full.indicators if c.name in TALIB_PART), "bench"
     )

@@ -11,8 +11,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from tradecore_lib.features import REGISTRY, PresetError, load_preset
-from tradecore_lib.features.presets import presets_dir
+from tradecore_lib.features import REGISTRY, PresetError, load_feature_preset
+from tradecore_lib.paths import config_dir
 
 EXIT_INVALID = 2
 
@@ -47,13 +47,14 @@ def _indicators_list(args: argparse.Namespace) -> int:
         print(f"    columns at defaults: {', '.join(card.outputs(defaults))}")
         print(f"    lookback at defaults: {card.lookback(defaults)} bars")
         print()
-    print(f"Presets live in {presets_dir()}; check one with `tradecore indicators validate NAME`.")
+    print(f"Presets live in {config_dir() / 'tools'}; check one with "
+          "`tradecore indicators validate NAME`.")
     return 0
 
 
 def _indicators_validate(args: argparse.Namespace) -> int:
     try:
-        preset = load_preset(args.preset)
+        preset = load_feature_preset(args.preset)
     except PresetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID

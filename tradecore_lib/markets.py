@@ -1,48 +1,133 @@
-"""Market definitions from ``configs/markets.yaml``.
+"""Market definitions from ``configs/markets.yaml``: a :class:`MarketsFile` of :class:`Market`.
 
 A market is one instrument on one venue; its name ``<venue>_<base>_<quote>`` keys every asset
-(``candles/<market>``, ``features/<market>``...) and its ``BASE-QUOTE`` names its lake folder.
+(``<market>/candles``, ``<market>/features``...) and its ``BASE-QUOTE`` names its lake folder.
+
+:func:`load_markets` validates the whole file and everything it points at before returning:
+each market's fields, its ``source:`` options by the venue's options model
+(:data:`tradecore_lib.sources.SOURCE_OPTIONS`), its ``gap_tolerance``, its feature preset
+(``configs/tools/``), its training preset (``configs/train/``) and that preset's env preset
+(``configs/env/``). The code location calls it, so a mistake in any of these files fails the
+load with the file, market or preset and field named, before any work starts.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    BaseModel,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tradecore_lib.candles import GapTolerance
+from tradecore_lib.config import ConfigModel, Loc, check_reference, format_location, validate
+from tradecore_lib.errors import ConfigError
 from tradecore_lib.months import Month
 from tradecore_lib.paths import config_dir
 
-VENUES = ("synthetic", "kraken_spot", "kraken_futures")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _SYMBOL_RE = re.compile(r"^([A-Z0-9]+)/([A-Z0-9]+)(?::([A-Z0-9]+))?$")
-_REQUIRED = ("venue", "symbol", "first_month", "feature_preset", "train_preset")
-_OPTIONAL = ("enabled", "source", "gap_tolerance", "refresh_cron", "freshness_fail_hours")
 
 
-class MarketConfigError(ValueError):
-    """``configs/markets.yaml`` is malformed."""
+class MarketConfigError(ConfigError):
+    """``configs/markets.yaml`` (or a preset it names) is malformed."""
 
 
-@dataclass(frozen=True)
-class Market:
-    """One market TradeCore builds an asset chain for."""
+def _month(value: Any) -> Month:
+    if isinstance(value, Month):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be a month YYYY-MM in quotes, got {value!r}")
+    return Month.parse(value)
 
-    name: str
-    venue: str
-    symbol: str
-    first_month: Month
-    feature_preset: str
-    train_preset: str
-    enabled: bool = True
-    source: dict[str, Any] = field(default_factory=dict)
-    gap_tolerance: GapTolerance = field(default_factory=GapTolerance)
-    refresh_cron: str = "0 * * * *"
-    freshness_fail_hours: float = 3.0
+
+MonthField = Annotated[Month, PlainValidator(_month), PlainSerializer(str)]
+
+
+class Market(ConfigModel):
+    """One market TradeCore builds an asset chain for (one entry of ``markets:``)."""
+
+    loader_fields = frozenset({"name"})
+    name: str = Field(description="<venue>_<base>_<quote>, lower case (the entry's key).")
+    venue: str = Field(description="synthetic | kraken_spot | kraken_futures.")
+    symbol: str = Field(description="ccxt unified symbol, BASE/QUOTE or BASE/QUOTE:SETTLE.")
+    first_month: MonthField = Field(description="The first monthly partition, \"YYYY-MM\".")
+    feature_preset: str = Field(description="Indicator preset in configs/tools/.")
+    train_preset: str = Field(description="Training preset in configs/train/.")
+    enabled: bool = Field(default=True, description="False lists the market but builds no "
+                          "assets for it.")
+    source: dict[str, Any] = Field(
+        default_factory=dict, description="Venue options, validated by the venue's options "
+        "model (tradecore_lib.sources.SOURCE_OPTIONS).",
+    )
+    gap_tolerance: GapTolerance = Field(default_factory=GapTolerance,
+                                        description="When the gaps check fails.")
+    refresh_cron: str = Field(default="0 * * * *",
+                              description="Live venues: when the current month is refreshed "
+                              "(UTC cron).")
+    freshness_fail_hours: float = Field(
+        default=3.0, gt=0, description="Live venues: candles older than this many hours fail "
+        "their freshness policy.",
+    )
+
+    @classmethod
+    def field_model(cls, name: str, raw: Any) -> type[BaseModel] | None:
+        if name == "source" and isinstance(raw.get("venue"), str):
+            from tradecore_lib.sources import SOURCE_OPTIONS
+
+            model = SOURCE_OPTIONS.get(raw["venue"])
+            return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+        return None
+
+    @field_validator("name")
+    @classmethod
+    def _snake_case(cls, name: str) -> str:
+        if not _NAME_RE.match(name):
+            raise ValueError(f"market name {name!r} must be lower_snake_case")
+        return name
+
+    @field_validator("venue")
+    @classmethod
+    def _known_venue(cls, venue: str) -> str:
+        from tradecore_lib.sources import source_options_model
+
+        source_options_model(venue)  # raises naming the valid venues
+        return venue
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol_form(cls, symbol: str) -> str:
+        if not _SYMBOL_RE.match(symbol):
+            raise ValueError(f"symbol {symbol!r} is not BASE/QUOTE or BASE/QUOTE:SETTLE")
+        return symbol
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_options(cls, raw: Any, info: ValidationInfo) -> Any:
+        from tradecore_lib.sources import parse_source_options
+
+        raw = {} if raw is None else raw
+        venue = info.data.get("venue")
+        if venue is not None and isinstance(raw, dict):
+            parse_source_options(venue, raw)  # field errors surface as source.<key>
+        return raw
+
+    @model_validator(mode="after")
+    def _named_after_venue_and_symbol(self) -> Market:
+        expected = f"{self.venue}_{self.base}_{self.quote}".lower()
+        if self.name != expected:
+            raise ValueError(f"market {self.name!r} should be named {expected!r} "
+                             "(<venue>_<base>_<quote>)")
+        return self
 
     @property
     def live(self) -> bool:
@@ -63,91 +148,87 @@ class Market:
         return f"{self.base}-{self.quote}"
 
 
-def _parse_market(name: str, raw: Any, where: str) -> Market:
-    if not isinstance(raw, dict):
-        raise MarketConfigError(
-            f"{where}: market {name!r} must be a mapping, got {type(raw).__name__}"
-        )
-    missing = [key for key in _REQUIRED if key not in raw]
-    if missing:
-        raise MarketConfigError(f"{where}: market {name!r} lacks {', '.join(missing)}")
-    unknown = set(raw) - {*_REQUIRED, *_OPTIONAL}
-    if unknown:
-        raise MarketConfigError(
-            f"{where}: market {name!r} has unknown field(s) {sorted(unknown)}; "
-            f"valid fields: {sorted([*_REQUIRED, *_OPTIONAL])}"
-        )
-    if not _NAME_RE.match(name):
-        raise MarketConfigError(f"{where}: market name {name!r} must be lower_snake_case")
-    venue = raw["venue"]
-    if venue not in VENUES:
-        raise MarketConfigError(f"{where}: market {name!r} has venue {venue!r}; valid: {VENUES}")
-    symbol = str(raw["symbol"])
-    match = _SYMBOL_RE.match(symbol)
-    if not match:
-        raise MarketConfigError(
-            f"{where}: market {name!r} symbol {symbol!r} is not BASE/QUOTE or BASE/QUOTE:SETTLE"
-        )
-    expected = f"{venue}_{match.group(1)}_{match.group(2)}".lower()
-    if name != expected:
-        raise MarketConfigError(
-            f"{where}: market {name!r} should be named {expected!r} (<venue>_<base>_<quote>)"
-        )
-    try:
-        first_month = Month.parse(str(raw["first_month"]))
-    except ValueError as exc:
-        raise MarketConfigError(f"{where}: market {name!r} first_month: {exc}") from exc
-    source = raw.get("source") or {}
-    if not isinstance(source, dict):
-        raise MarketConfigError(f"{where}: market {name!r} source must be a mapping")
-    try:
-        tolerance = GapTolerance(**(raw.get("gap_tolerance") or {}))
-    except TypeError as exc:
-        raise MarketConfigError(
-            f"{where}: market {name!r} gap_tolerance: {exc}; valid keys: "
-            "max_missing_fraction, max_gap_minutes"
-        ) from exc
-    return Market(
-        name=name,
-        venue=venue,
-        symbol=symbol,
-        first_month=first_month,
-        feature_preset=str(raw["feature_preset"]),
-        train_preset=str(raw["train_preset"]),
-        enabled=bool(raw.get("enabled", True)),
-        source=dict(source),
-        gap_tolerance=tolerance,
-        refresh_cron=str(raw.get("refresh_cron", Market.refresh_cron)),
-        freshness_fail_hours=_positive(raw, "freshness_fail_hours", name, where),
-    )
+class MarketsFile(ConfigModel):
+    """The document ``configs/markets.yaml``: ``markets:`` maps each name to its entry."""
+
+    markets: dict[str, Market] = Field(description="Market name -> its definition.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_from_keys(cls, raw: Any) -> Any:
+        markets = raw.get("markets") if isinstance(raw, dict) else None
+        if not isinstance(markets, dict):
+            return raw
+        named = {}
+        for name, entry in markets.items():
+            if isinstance(entry, dict) and "name" in entry:
+                raise ValueError(f"market {name!r}: 'name' is not a field, the key names the "
+                                 "market")
+            named[name] = {**entry, "name": str(name)} if isinstance(entry, dict) else entry
+        return {**raw, "markets": named}
+
+    @classmethod
+    def describe_location(cls, loc: Loc) -> str:
+        if len(loc) >= 2 and loc[0] == "markets":
+            rest = loc[2:]
+            return f"market {loc[1]!r}" + (f": {format_location(rest)}" if rest else "")
+        return format_location(loc)
 
 
-def _positive(raw: dict, key: str, name: str, where: str) -> float:
-    value = raw.get(key, getattr(Market, key))
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise MarketConfigError(f"{where}: market {name!r} {key} must be a positive number")
-    return float(value)
+def markets_file() -> Path:
+    """``configs/markets.yaml`` (under ``TRADECORE_CONFIG_DIR`` when set)."""
+    return config_dir() / "markets.yaml"
+
+
+def _resolve_references(market: Market, where: str) -> list[str]:
+    """Problems of the presets ``market`` names (each validated completely), or none."""
+    from tradecore_lib.features.presets import load_feature_preset
+    from tradecore_lib.train.config import load_train_config
+
+    problems = []
+    try:
+        check_reference("tools", market.feature_preset, "feature_preset", where)
+        load_feature_preset(market.feature_preset)
+    except ConfigError as exc:
+        problems.append(str(exc) if str(exc).startswith(where) else f"{where}: {exc}")
+    try:
+        check_reference("train", market.train_preset, "train_preset", where)
+        load_train_config(market.train_preset)  # resolves its env and feature presets too
+    except ConfigError as exc:
+        problems.append(str(exc) if str(exc).startswith(where) else f"{where}: {exc}")
+    return problems
 
 
 def load_markets(path: Path | None = None, *, include_disabled: bool = False) -> list[Market]:
-    """Read the market list; by default only the enabled markets."""
-    path = path or config_dir() / "markets.yaml"
+    """Read and validate the market list and every preset it names; by default only the
+    enabled markets are returned (disabled ones are validated too).
+
+    Raises:
+        MarketConfigError: naming the file, the market and the field (or the preset file and
+            its field), one line per problem, every problem of the file at once.
+    """
+    path = path or markets_file()
     try:
         document = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise MarketConfigError(f"market file not found: {path}") from exc
+    except FileNotFoundError:
+        raise MarketConfigError(f"market file not found: {path}") from None
     except yaml.YAMLError as exc:
-        raise MarketConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(document, dict) or not isinstance(document.get("markets"), dict):
-        raise MarketConfigError(f"{path}: expected a top-level 'markets:' mapping")
-    markets = [_parse_market(name, raw, str(path)) for name, raw in document["markets"].items()]
-    return [m for m in markets if include_disabled or m.enabled]
+        raise MarketConfigError(f"{path}: not valid YAML: {exc}") from None
+    parsed = validate(MarketsFile, document, str(path), error=MarketConfigError)
+    problems = [
+        problem
+        for market in parsed.markets.values()
+        for problem in _resolve_references(market, f"{path}: market {market.name!r}")
+    ]
+    if problems:
+        raise MarketConfigError("\n".join(problems))
+    return [m for m in parsed.markets.values() if include_disabled or m.enabled]
 
 
 def get_market(name: str, path: Path | None = None) -> Market:
     """One market by name, enabled or not."""
-    for market in load_markets(path, include_disabled=True):
-        if market.name == name:
-            return market
-    known = [m.name for m in load_markets(path, include_disabled=True)]
-    raise MarketConfigError(f"unknown market {name!r}; markets.yaml lists {known}")
+    markets = {m.name: m for m in load_markets(path, include_disabled=True)}
+    if name not in markets:
+        raise MarketConfigError(f"unknown market {name!r}; {path or markets_file()} lists "
+                                f"{sorted(markets)}")
+    return markets[name]

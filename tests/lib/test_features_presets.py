@@ -8,22 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tradecore_lib.config import preset_names
+from tradecore_lib.errors import ConfigError
 from tradecore_lib.features import (
     MAX_LOOKBACK,
     REGISTRY,
     CandleArrays,
     PresetError,
     inline_preset,
-    load_preset,
+    load_feature_preset,
     parse_preset,
-    preset_names,
 )
 from tradecore_lib.features.registry import ParamError, ParamSpec
 
 
 def test_shipped_presets_are_valid_and_nested() -> None:
-    assert {"default", "extended", "full"} <= set(preset_names())
-    default, extended, full = (load_preset(n) for n in ("default", "extended", "full"))
+    assert {"default", "extended", "full"} <= set(preset_names("tools"))
+    default, extended, full = (load_feature_preset(n) for n in ("default", "extended", "full"))
     assert [c.name for c in default.indicators] == ["vwap", "zscore"]
     assert [c.name for c in extended.indicators] == ["vwap", "zscore", "atr", "rsi", "bbands"]
     assert set(default.columns) < set(extended.columns) < set(full.columns)
@@ -108,11 +109,18 @@ def test_all_problems_reported_at_once() -> None:
         ],
         "colour": "red",
     })
-    assert "unknown top-level key(s) ['colour']" in message
+    assert "top level: unknown key 'colour'; valid keys: description, indicators" in message
     assert "indicators[0] (macd): fast (30) must be smaller than slow (26)" in message
     assert "indicators[1] (sma): parameter 'windows' has duplicate items" in message
-    assert "indicators[2]: unknown key(s) ['extra']" in message
+    assert "indicators[2]: unknown key 'extra'; valid keys: name, params" in message
     assert "indicators[3] must be an object" in message
+
+
+def test_misspelt_keys_get_a_did_you_mean_and_errors_are_config_errors() -> None:
+    message = problems_of({"indicator": [{"name": "rsi"}], "indicators": [{"nmae": "rsi"}]})
+    assert "unknown key 'indicator' (did you mean 'indicators'?)" in message
+    assert "indicators[0]: unknown key 'nmae' (did you mean 'name'?)" in message
+    assert issubclass(PresetError, ConfigError) and issubclass(ParamError, ConfigError)
 
 
 def test_duplicate_columns_and_excess_lookback_rejected() -> None:
@@ -133,14 +141,14 @@ def test_empty_or_non_object_documents() -> None:
 def test_load_by_name_by_path_and_errors(tmp_path: Path) -> None:
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"indicators": [{"name": "rsi", "params": {"window": 21}}]}))
-    preset = load_preset(str(path))
+    preset = load_feature_preset(str(path))
     assert preset.name == "mine" and preset.columns == ["rsi_21"]
     with pytest.raises(PresetError, match="unknown preset 'ful' \\(did you mean 'full'\\?\\)"):
-        load_preset("ful")
+        load_feature_preset("ful")
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(PresetError, match="(?s)broken.json: .*not valid JSON"):
-        load_preset(str(broken))
+        load_feature_preset(str(broken))
 
 
 def test_inline_presets_named_by_content() -> None:

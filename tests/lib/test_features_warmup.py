@@ -15,7 +15,7 @@ import pytest
 import talib
 
 from tradecore_lib.candles import ts_millis
-from tradecore_lib.features import WARMUP_COLUMN, compute_features, load_preset
+from tradecore_lib.features import WARMUP_COLUMN, compute_features, load_feature_preset
 from tradecore_lib.months import MINUTE_MS, Month
 from tradecore_lib.synthetic import SyntheticParams, generate_month
 
@@ -47,11 +47,11 @@ def assert_float32_close(actual: np.ndarray, expected: np.ndarray, what: str) ->
 
 @pytest.fixture(scope="module")
 def feb_full() -> pa.Table:
-    return compute_features(month(2024, 2), load_preset("full"), history=month(2024, 1)).table
+    return compute_features(month(2024, 2), load_feature_preset("full"), history=month(2024, 1)).table
 
 
 def test_month_with_previous_month_equals_longer_continuous_series(feb_full: pa.Table) -> None:
-    full = load_preset("full")
+    full = load_feature_preset("full")
     reference = compute_features(continuous(), full).table.slice(feb_rows().start)
     assert feb_full.column("ts").equals(reference.column("ts"))
     assert not feb_full.column(WARMUP_COLUMN).to_numpy().any()
@@ -137,7 +137,7 @@ def test_vol_regime_matches_brute_force_terciles(feb_full: pa.Table) -> None:
 
 
 def test_first_month_flags_unsettled_rows_and_settled_rows_match() -> None:
-    full = load_preset("full")
+    full = load_feature_preset("full")
     jan = month(2024, 1)
     alone = compute_features(jan, full).table
     reference = compute_features(pa.concat_tables([month(2023, 12), jan]), full).table
@@ -155,7 +155,7 @@ def test_first_month_flags_unsettled_rows_and_settled_rows_match() -> None:
 def test_each_indicator_lookback_is_enough_on_its_own() -> None:
     """Per indicator, rows past its own lookback match the continuous series: a too-small
     lookback in any one card would be hidden by the preset-wide maximum above."""
-    full = load_preset("full")
+    full = load_feature_preset("full")
     jan = month(2024, 1)
     dec = month(2023, 12)
     for choice in full.indicators:
@@ -176,12 +176,12 @@ def test_rows_after_gap_are_counted() -> None:
     ts = ts_millis(jan)
     gaps_inside = int(np.count_nonzero(np.diff(ts) > MINUTE_MS))
     assert gaps_inside > 0  # the synthetic venue drops minutes
-    features = compute_features(jan, load_preset("default"))
+    features = compute_features(jan, load_feature_preset("default"))
     assert features.rows_after_gap == gaps_inside
     # A hole at the month boundary counts for the month after it.
     feb = month(2024, 2)
     trimmed = month(2024, 1).slice(0, month(2024, 1).num_rows - 5)
-    with_history = compute_features(feb, load_preset("default"), history=trimmed)
+    with_history = compute_features(feb, load_feature_preset("default"), history=trimmed)
     inside_feb = int(np.count_nonzero(np.diff(ts_millis(feb)) > MINUTE_MS))
     assert with_history.rows_after_gap == inside_feb + 1
 
@@ -190,11 +190,11 @@ def test_history_must_precede_candles() -> None:
     from tradecore_lib.features import FeatureInputError
 
     with pytest.raises(FeatureInputError, match="strictly increasing"):
-        compute_features(month(2024, 1), load_preset("default"), history=month(2024, 2))
+        compute_features(month(2024, 1), load_feature_preset("default"), history=month(2024, 2))
 
 
 def test_empty_month_gives_empty_table() -> None:
     empty = month(2024, 1).slice(0, 0)
-    table = compute_features(empty, load_preset("full"), history=month(2023, 12)).table
+    table = compute_features(empty, load_feature_preset("full"), history=month(2023, 12)).table
     assert table.num_rows == 0
-    assert table.column_names == ["ts", *load_preset("full").columns, WARMUP_COLUMN]
+    assert table.column_names == ["ts", *load_feature_preset("full").columns, WARMUP_COLUMN]

@@ -37,8 +37,10 @@ BASE = """markets:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("    colour: red\n", "unknown field(s) ['colour']"),
-        ("    gap_tolerance: {max_gaps: 3}\n", "gap_tolerance"),
+        ("    colour: red\n", "market 'synthetic_btc_usd': colour: unknown key; valid keys: "
+         "enabled, feature_preset, first_month"),
+        ("    gap_tolerance: {max_gaps: 3}\n", "gap_tolerance.max_gaps: unknown key"),
+        ("    freshness_fail_hours: 0\n", "freshness_fail_hours: Input should be greater than 0"),
     ],
 )
 def test_bad_fields_are_named(tmp_path, extra, message):

@@ -62,24 +62,24 @@ def test_ppo_knob_reaches_sb3_and_changes_the_update(frame, baseline, overrides,
     assert not np.allclose(params, baseline[2])
 
 
-def test_brain_shampoo_statistics_exist_only_when_on(frame, baseline) -> None:
+def test_vec_normalize_statistics_exist_only_when_on(frame, baseline) -> None:
     _, vec_normalize, _ = baseline
     assert vec_normalize is not None and vec_normalize.obs_rms.count > 128
     assert np.any(vec_normalize.obs_rms.var != 1.0)
     off_model, off_stats, off_params = _train_one_update(
-        frame, {"brain_shampoo": {"normalize_obs": False, "normalize_reward": False}})
+        frame, {"vec_normalize": {"normalize_obs": False, "normalize_reward": False}})
     assert off_stats is None and off_model.get_vec_normalize_env() is None
     assert not np.allclose(off_params, baseline[2])
     obs_only_model, obs_only, _ = _train_one_update(
-        frame, {"brain_shampoo": {"normalize_obs": True, "normalize_reward": False}})
+        frame, {"vec_normalize": {"normalize_obs": True, "normalize_reward": False}})
     assert obs_only.norm_obs and not obs_only.norm_reward
 
 
-def test_nudge_bars_add_stop_and_take_profit_actions(frame, baseline) -> None:
+def test_nudge_actions_add_stop_and_take_profit_actions(frame, baseline) -> None:
     assert isinstance(baseline[0].action_space, spaces.Discrete)
     model, _, _ = _train_one_update(
-        frame, {"nudge_bars": {"enabled": True, "step_bps": 20.0,
-                               "stop_loss_bounds_bps": [50.0, 200.0]}})
+        frame, {"nudge_actions": {"enabled": True, "step_bps": 20.0,
+                                  "stop_loss_bounds_bps": [50.0, 200.0]}})
     assert isinstance(model.action_space, spaces.MultiDiscrete)
     assert list(model.action_space.nvec) == [3, 3, 3]
     inner = model.get_env().venv if hasattr(model.get_env(), "venv") else model.get_env()

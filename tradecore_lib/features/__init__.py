@@ -21,9 +21,8 @@ from tradecore_lib.features.presets import (
     Preset,
     PresetError,
     inline_preset,
-    load_preset,
+    load_feature_preset,
     parse_preset,
-    preset_names,
 )
 from tradecore_lib.features.registry import REGISTRY, CandleArrays, Indicator, ParamSpec
 from tradecore_lib.features.xray import column_stats, xray_png
@@ -46,9 +45,8 @@ __all__ = [
     "compute_features",
     "feature_key",
     "inline_preset",
-    "load_preset",
+    "load_feature_preset",
     "parse_preset",
-    "preset_names",
     "publish_month",
     "publish_months",
     "read_candles",

@@ -1,4 +1,4 @@
-"""Indicator presets (the "Drink Menu"): JSON files in ``configs/tools/`` or inline run config.
+"""Indicator presets ("Drink Menu"): JSON files in ``configs/tools/`` or inline run config.
 
 A preset file looks like::
 
@@ -12,12 +12,14 @@ A preset file looks like::
 
 Omitted parameters take their defaults. :func:`parse_preset` validates everything before
 any work starts and reports every problem at once, each naming the entry, the parameter, the
-bad value and the valid choices.
+bad value and the valid choices. Files are found and read by the configuration layer
+(:mod:`tradecore_lib.config`); each indicator's parameters are typed by its schema in the
+registry (:class:`~tradecore_lib.features.registry.ParamSpec`), so the preset model is the list
+of (indicator, typed parameters) that :class:`Preset` holds.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -26,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import tradecore_lib.features.indicators  # noqa: F401  (registers the catalog)
+from tradecore_lib.config import closest, preset_file, preset_names
+from tradecore_lib.errors import ConfigError
 from tradecore_lib.features.registry import REGISTRY, Indicator, ParamError, ParamValue
-from tradecore_lib.paths import config_dir
 
 # One previous month always holds at least 28 days of minutes (February), so a preset whose
 # warm-up fits in 40,320 bars is fully warmed by the previous month's candles.
@@ -37,7 +40,7 @@ _PRESET_KEYS = ("description", "indicators")
 _ENTRY_KEYS = ("name", "params")
 
 
-class PresetError(ValueError):
+class PresetError(ConfigError):
     """A preset is malformed; ``problems`` lists every finding, each naming where it is."""
 
     def __init__(self, where: str, problems: list[str]) -> None:
@@ -119,8 +122,13 @@ def _choices(names: list[str]) -> str:
 
 
 def _suggest(value: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(value, names, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    match = closest(value, names)
+    return f" (did you mean {match!r}?)" if match else ""
+
+
+def _unknown_keys(raw: dict, valid: tuple[str, ...]) -> list[str]:
+    return [f"unknown key {key!r}{_suggest(str(key), list(valid))}; valid keys: "
+            f"{', '.join(valid)}" for key in raw if key not in valid]
 
 
 def _parse_entry(index: int, raw: Any, problems: list[str]) -> IndicatorChoice | None:
@@ -128,9 +136,7 @@ def _parse_entry(index: int, raw: Any, problems: list[str]) -> IndicatorChoice |
     if not isinstance(raw, dict):
         problems.append(f"{where} must be an object like {{\"name\": \"rsi\"}}, got {raw!r}")
         return None
-    unknown = sorted(set(raw) - set(_ENTRY_KEYS))
-    if unknown:
-        problems.append(f"{where}: unknown key(s) {unknown}; valid keys: {list(_ENTRY_KEYS)}")
+    problems.extend(f"{where}: {problem}" for problem in _unknown_keys(raw, _ENTRY_KEYS))
     name = raw.get("name")
     if name not in REGISTRY:
         names = list(REGISTRY)
@@ -180,9 +186,7 @@ def parse_preset(raw: Any, *, name: str, source: str) -> Preset:
         problems.append(f"preset name {name!r} must match {_NAME_RE.pattern} (it names a folder)")
     if not isinstance(raw, dict):
         raise PresetError(source, [*problems, f"expected a JSON object, got {type(raw).__name__}"])
-    unknown = sorted(set(raw) - set(_PRESET_KEYS))
-    if unknown:
-        problems.append(f"unknown top-level key(s) {unknown}; valid keys: {list(_PRESET_KEYS)}")
+    problems.extend(f"top level: {problem}" for problem in _unknown_keys(raw, _PRESET_KEYS))
     entries = raw.get("indicators")
     if not isinstance(entries, list) or not entries:
         problems.append(
@@ -214,40 +218,32 @@ def parse_preset(raw: Any, *, name: str, source: str) -> Preset:
     return Preset(name, str(description), tuple(choice for _, choice in choices), source)
 
 
-def presets_dir() -> Path:
-    return config_dir() / "tools"
-
-
-def preset_names() -> list[str]:
-    """Names of the presets in ``configs/tools/``."""
-    return sorted(path.stem for path in presets_dir().glob("*.json"))
-
-
 def _is_path(name_or_path: str) -> bool:
     return name_or_path.endswith(".json") or "/" in name_or_path or "\\" in name_or_path
 
 
-def load_preset(name_or_path: str) -> Preset:
+def load_feature_preset(name_or_path: str) -> Preset:
     """A preset by name (``configs/tools/<name>.json``) or from a JSON file path."""
     if _is_path(name_or_path):
         path = Path(name_or_path)
         if not path.is_file():
             raise PresetError(str(path), ["file not found"])
     else:
-        path = presets_dir() / f"{name_or_path}.json"
+        path = preset_file("tools", name_or_path)
         if not path.is_file():
+            names = preset_names("tools")
             raise PresetError(
                 name_or_path,
                 [
-                    f"unknown preset {name_or_path!r}{_suggest(name_or_path, preset_names())}; "
-                    f"presets in {presets_dir()}: {_choices(preset_names())} "
+                    f"unknown preset {name_or_path!r}{_suggest(name_or_path, names)}; "
+                    f"presets in {path.parent}: {_choices(names)} "
                     "(or give the path of a JSON file)"
                 ],
             )
     try:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise PresetError(str(path), [f"not valid JSON: {exc}"]) from exc
+        raise PresetError(str(path), [f"not valid JSON: {exc}"]) from None
     return parse_preset(raw, name=path.stem, source=str(path))
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from tradecore_lib.candles import ts_millis
+from tradecore_lib.errors import ConfigError
 
 ParamValue = int | float | tuple[int, ...]
 Params = Mapping[str, ParamValue]
@@ -28,7 +29,7 @@ ParamKind = Literal["int", "float", "int_list"]
 SETTLE_TOLERANCE = 1e-7
 
 
-class ParamError(ValueError):
+class ParamError(ConfigError):
     """A parameter value has the wrong type or lies outside its bounds."""
 
 

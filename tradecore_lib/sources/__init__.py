@@ -7,16 +7,28 @@ bad source table never half-writes the lake.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any, Protocol
 
 import pyarrow as pa
 
+from tradecore_lib.config import ConfigModel, did_you_mean
 from tradecore_lib.lake import Lake
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
+from tradecore_lib.sources.kraken_options import KrakenOptions
+from tradecore_lib.synthetic import SyntheticParams
+
+# venue -> the model of its ``source:`` options in configs/markets.yaml. A market's options are
+# validated by this model when markets.yaml loads, so a typo fails the code location load.
+SOURCE_OPTIONS: dict[str, type] = {
+    "synthetic": SyntheticParams,
+    "kraken_spot": KrakenOptions,
+    "kraken_futures": KrakenOptions,
+}
+VENUES = tuple(SOURCE_OPTIONS)
 
 
 @dataclass
@@ -40,6 +52,39 @@ class CandleSource(Protocol):
 def ccxt_version() -> str:
     """The installed ccxt version, for partition metadata (without importing ccxt)."""
     return version("ccxt")
+
+
+def source_options_model(venue: str) -> type:
+    """The options model of ``venue``'s ``source:`` mapping.
+
+    Raises:
+        ValueError: an unknown venue (with the valid ones and a did-you-mean).
+    """
+    if venue not in SOURCE_OPTIONS:
+        raise ValueError(f"unknown venue {venue!r}{did_you_mean(venue, VENUES)}; valid venues: "
+                         f"{', '.join(VENUES)}")
+    return SOURCE_OPTIONS[venue]
+
+
+def parse_source_options(venue: str, raw: Mapping[str, Any]) -> Any:
+    """``raw`` (a market's ``source:`` mapping) validated by ``venue``'s options model.
+
+    Raises:
+        pydantic.ValidationError: the model's field errors (unknown keys, types, bounds).
+        ValueError: an options class that is not yet a :class:`ConfigModel` refused it.
+    """
+    model = source_options_model(venue)
+    if issubclass(model, ConfigModel):
+        return model.model_validate(dict(raw))
+    try:
+        return model.from_mapping(dict(raw))
+    except TypeError as exc:  # a dataclass refusing a value
+        raise ValueError(str(exc)) from None
+
+
+def source_options(market: Market) -> Any:
+    """The typed ``source:`` options of ``market`` (validated when markets.yaml loaded)."""
+    return parse_source_options(market.venue, market.source)
 
 
 class SourceUnavailableError(RuntimeError):

@@ -18,7 +18,7 @@ from tradecore_lib.candles import candle_table
 from tradecore_lib.markets import Market
 from tradecore_lib.months import MINUTE_MS, Month
 from tradecore_lib.progress import Progress
-from tradecore_lib.sources import FetchResult, ccxt_version
+from tradecore_lib.sources import FetchResult, ccxt_version, source_options
 from tradecore_lib.sources.kraken_client import (
     KrakenOptions,
     KrakenPermanentError,
@@ -37,7 +37,7 @@ class KrakenFuturesSource:
 
     @classmethod
     def from_market(cls, market: Market) -> KrakenFuturesSource:
-        return cls(KrakenOptions.from_mapping(market.source, market=market.name))
+        return cls(source_options(market))
 
     def fetch_month(
         self, market: Market, month: Month, *, now_ms: int, log: Callable[[str], None]

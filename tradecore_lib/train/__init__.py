@@ -7,10 +7,11 @@ Importing this package loads only pydantic; torch and stable-baselines3 load wit
 """
 
 from tradecore_lib.train.config import (
+    Fold,
     TrainConfig,
     TrainConfigError,
-    available_presets,
     load_train_config,
+    parse_train_config,
 )
 
-__all__ = ["TrainConfig", "TrainConfigError", "available_presets", "load_train_config"]
+__all__ = ["Fold", "TrainConfig", "TrainConfigError", "load_train_config", "parse_train_config"]

@@ -6,7 +6,7 @@ synthetic market without going through Dagster.
 
 from __future__ import annotations
 
-from tradecore_lib.features import load_preset, publish_months
+from tradecore_lib.features import load_feature_preset, publish_months
 from tradecore_lib.lake import Lake, candle_key
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
@@ -21,7 +21,7 @@ def write_synthetic_months(lake: Lake, market: Market, months: list[Month],
     params = SyntheticParams.from_mapping(market.source)
     for month in months:
         lake.write_table(candle_key(market, month), generate_month(params, market.name, month))
-    preset = load_preset(feature_preset or market.feature_preset)
+    preset = load_feature_preset(feature_preset or market.feature_preset)
     for _ in publish_months(lake, market, months, preset):
         pass
 

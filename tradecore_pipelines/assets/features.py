@@ -16,7 +16,7 @@ from tradecore_lib.features import (
     PresetError,
     PublishedFeatures,
     inline_preset,
-    load_preset,
+    load_feature_preset,
     publish_months,
 )
 from tradecore_lib.markets import Market
@@ -68,7 +68,7 @@ def resolve_preset(config: FeaturesConfig, market: Market) -> Preset:
         raise PresetError("run config", ["set either 'preset' or 'indicators', not both"])
     if config.indicators is not None:
         return inline_preset([choice.model_dump() for choice in config.indicators])
-    return load_preset(config.preset or market.feature_preset)
+    return load_feature_preset(config.preset or market.feature_preset)
 
 
 def catalog_markdown() -> str:
@@ -106,7 +106,7 @@ def _partition_metadata(published: PublishedFeatures, preset: Preset) -> dict[st
 def build_features_asset(market: Market) -> dg.AssetsDefinition:
     """The ``features/<market>`` asset: the market's preset applied month by month."""
     # Loading here rejects a bad preset in configs/ when the code location loads, not mid-run.
-    preset = load_preset(market.feature_preset)
+    preset = load_feature_preset(market.feature_preset)
 
     @dg.asset(
         key=features_key(market),
