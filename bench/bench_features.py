@@ -32,7 +32,7 @@ from timing import best_of
 from tradecore_lib.features import WARMUP_COLUMN, compute_features, load_feature_preset
 from tradecore_lib.features.presets import Preset
 from tradecore_lib.months import Month
-from tradecore_lib.synthetic import SyntheticParams, generate_month
+from tradecore_lib.sources.synthetic_generator import SyntheticOptions, generate_month
 
 ROWS = 1_051_200
 # Indicators whose work is TA-Lib calls plus elementwise arithmetic on their results.
@@ -47,7 +47,7 @@ def synthetic_candles(rows: int) -> pa.Table:
     """Consecutive synthetic months from 2022-01, cut to ``rows`` candles."""
     tables, month, total = [], Month(2022, 1), 0
     while total < rows:
-        tables.append(generate_month(SyntheticParams(), "synthetic_btc_usd", month))
+        tables.append(generate_month(SyntheticOptions(), "synthetic_btc_usd", month))
         total += tables[-1].num_rows
         month = month.next()
     return pa.concat_tables(tables).slice(0, rows).combine_chunks()

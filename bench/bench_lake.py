@@ -23,10 +23,10 @@ from timing import best_of
 from tradecore_lib.lake import PARQUET_OPTIONS, Lake, candle_key
 from tradecore_lib.markets import get_market
 from tradecore_lib.months import Month, months_between
-from tradecore_lib.synthetic import SyntheticParams, _skeleton, generate_month
+from tradecore_lib.sources.synthetic_generator import SyntheticOptions, _skeleton, generate_month
 
 MONTHS = months_between(Month(2025, 1), Month(2026, 12))  # 730 days = 1,051,200 minutes
-PARAMS = SyntheticParams(missing_minute_rate=0.0, outages_per_day=0.0)
+PARAMS = SyntheticOptions(missing_minute_rate=0.0, outages_per_day=0.0)
 
 
 def main() -> None:

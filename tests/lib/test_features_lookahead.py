@@ -11,7 +11,7 @@ import pytest
 from tradecore_lib.candles import candle_table, ts_millis
 from tradecore_lib.features import REGISTRY, compute_features, parse_preset
 from tradecore_lib.months import Month
-from tradecore_lib.synthetic import SyntheticParams, generate_month
+from tradecore_lib.sources.synthetic_generator import SyntheticOptions, generate_month
 
 # Small windows so that three days of candles settle every indicator well before the cut.
 SMALL_PARAMS = {"vol_regime": {"rv_window": 30, "window_hours": 24}}
@@ -21,7 +21,7 @@ CUT = 2_400
 
 @cache
 def candles() -> pa.Table:
-    return generate_month(SyntheticParams(), "synthetic_btc_usd", Month(2024, 3)).slice(0, ROWS)
+    return generate_month(SyntheticOptions(), "synthetic_btc_usd", Month(2024, 3)).slice(0, ROWS)
 
 
 def perturbed_after(table: pa.Table, cut: int, seed: int) -> pa.Table:

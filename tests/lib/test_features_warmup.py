@@ -17,14 +17,14 @@ import talib
 from tradecore_lib.candles import ts_millis
 from tradecore_lib.features import WARMUP_COLUMN, compute_features, load_feature_preset
 from tradecore_lib.months import MINUTE_MS, Month
-from tradecore_lib.synthetic import SyntheticParams, generate_month
+from tradecore_lib.sources.synthetic_generator import SyntheticOptions, generate_month
 
 MARKET = "synthetic_btc_usd"
 
 
 @cache
 def month(year: int, number: int) -> pa.Table:
-    return generate_month(SyntheticParams(), MARKET, Month(year, number))
+    return generate_month(SyntheticOptions(), MARKET, Month(year, number))
 
 
 @cache

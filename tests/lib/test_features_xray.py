@@ -8,7 +8,7 @@ import pyarrow as pa
 from tradecore_lib.features import compute_features, load_feature_preset
 from tradecore_lib.features.xray import column_stats, xray_png
 from tradecore_lib.months import Month
-from tradecore_lib.synthetic import SyntheticParams, generate_month
+from tradecore_lib.sources.synthetic_generator import SyntheticOptions, generate_month
 
 
 def test_column_stats_ignore_nan_and_count_it() -> None:
@@ -23,7 +23,7 @@ def test_column_stats_ignore_nan_and_count_it() -> None:
 
 
 def test_xray_png_of_a_warmed_up_day() -> None:
-    candles = generate_month(SyntheticParams(), "synthetic_btc_usd", Month(2024, 1))
+    candles = generate_month(SyntheticOptions(), "synthetic_btc_usd", Month(2024, 1))
     features = compute_features(candles.slice(1_440, 1_440), load_feature_preset("default"),
                                 history=candles.slice(0, 1_440))
     png = xray_png(features.series, features.history_rows, "synthetic_btc_usd day 2")

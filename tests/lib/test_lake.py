@@ -18,9 +18,9 @@ from tradecore_lib.lake import (
 )
 from tradecore_lib.markets import get_market
 from tradecore_lib.months import Month
-from tradecore_lib.synthetic import SyntheticParams, generate_month
+from tradecore_lib.sources.synthetic_generator import SyntheticOptions, generate_month
 
-DAY = generate_month(SyntheticParams(), "synthetic_btc_usd", Month(2024, 2)).slice(0, 1440)
+DAY = generate_month(SyntheticOptions(), "synthetic_btc_usd", Month(2024, 2)).slice(0, 1440)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -105,7 +105,7 @@ def test_hive_layout_is_readable_as_a_dataset(local_lake):
     for month in (Month(2024, 1), Month(2024, 2)):
         local_lake.write_table(
             candle_key(market, month),
-            generate_month(SyntheticParams(), market.name, month).slice(0, 100),
+            generate_month(SyntheticOptions(), market.name, month).slice(0, 100),
         )
     dataset = pq.ParquetDataset(local_lake.uri("synthetic/BTC-USD/1m"))
     table = dataset.read()

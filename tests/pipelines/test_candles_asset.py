@@ -13,7 +13,7 @@ import pytest
 from tradecore_lib.lake import candle_key
 from tradecore_lib.months import Month
 from tradecore_lib.sources import FetchResult
-from tradecore_lib.synthetic import SyntheticParams, generate_month
+from tradecore_lib.sources.synthetic_generator import SyntheticOptions, generate_month
 from tradecore_pipelines.assets import candles as candles_module
 from tradecore_pipelines.assets.candles import build_candle_checks, build_candles_asset
 from tradecore_pipelines.assets.manifest import build_manifest_asset
@@ -125,7 +125,7 @@ class _InvertedSource:
     """A source that returns one month with an inverted candle (low above high)."""
 
     def fetch_month(self, market, month, *, now_ms, log):
-        table = generate_month(SyntheticParams(), market.name, month)
+        table = generate_month(SyntheticOptions(), market.name, month)
         low = table.column("low").to_numpy().copy()
         low[7] = table.column("high")[7].as_py() + 10.0
         return FetchResult(table.set_column(3, "low", [low]), {"source": "broken"})
