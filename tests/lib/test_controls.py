@@ -7,6 +7,7 @@ import pytest
 from tradecore_lib.evaluation.controls import (
     CandleBars,
     ControlError,
+    decision_targets,
     next_bar_edge,
     oracle_positions,
     recovery,
@@ -126,3 +127,34 @@ def test_recovery_identities():
 def test_recovery_refuses_what_has_no_meaning(agent, oracle, message):
     with pytest.raises(ControlError, match=message):
         recovery(agent, oracle)
+
+
+def test_decision_targets_shift_by_one_row():
+    positions = np.array([[0, 1, 1, -1], [0, 0, -1, -1]], dtype=np.int8)
+    np.testing.assert_array_equal(decision_targets(positions),
+                                  [[1, 1, -1, 0], [0, -1, -1, 0]])
+    np.testing.assert_array_equal(decision_targets(positions[0], np.array([0, 2])), [1, -1])
+
+
+@pytest.mark.parametrize(("form", "least_log_return"), [("linear", 2.0), ("temporal", 3.0)])
+def test_the_engine_holds_the_oracles_positions_and_profits(months, form, least_log_return):
+    """Through the evaluation backtest (the training env's engine, default preset: fees,
+    slippage, 1 % stop, 2 % take-profit): the account holds what the oracle decided, one row
+    later, and makes the documented profit; flat makes nothing."""
+    from tradecore_lib.env import MarketData
+    from tradecore_lib.evaluation.backtest import Target, plan_walk, run_policies, walk_config
+
+    opts = LINEAR if form == "linear" else TEMPORAL
+    cfg = walk_config("default")
+    data = MarketData.from_frame(generate_month(opts, MARKET, FEB).to_pandas(), cfg)
+    walk = plan_walk(data, cfg)
+    positions = oracle_positions(data, opts)
+    runs = run_policies(data, cfg, {"oracle": Target(decision_targets(positions, walk.rows)),
+                                    "flat": Target(0.0)})
+    oracle, flat = runs["oracle"], runs["flat"]
+    held = np.sign(oracle.position)
+    # Identical but for the bars after a stop or take-profit until the oracle's next decision.
+    assert (held == positions[walk.rows]).mean() > 0.98
+    assert np.log(oracle.equity[-1] / oracle.initial_equity) > least_log_return
+    assert recovery(flat.equity, oracle.equity, flat.initial_equity) == 0.0
+    assert recovery(oracle.equity, oracle.equity, oracle.initial_equity) == 1.0

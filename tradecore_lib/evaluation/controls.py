@@ -10,8 +10,9 @@ from rows ``<= t``; its order fills at row ``t + 1``'s open and the position is 
 ``t + 1`` (marked at its close). A *position sequence* ``p`` of shape ``(T,)`` therefore holds at
 ``p[t]`` the position during row ``t``, decided after row ``t - 1`` closed from rows
 ``<= t - 1`` and filled at row ``t``'s open; ``p[0] = 0`` (nothing is known before the first
-row). A backtest that decides after row ``t`` plays the target ``p[t + 1]``. The matched random
-baselines of :mod:`tradecore_lib.evaluation.stats` use the same convention.
+row). A backtest that decides after row ``t`` plays the target ``p[t + 1]``
+(:func:`decision_targets`). The matched random baselines of :mod:`tradecore_lib.evaluation.stats`
+use the same convention.
 
 **Recovery** is the agent's cumulative log return divided by the oracle's, both played by the
 same engine with the same costs on the same out-of-sample rows (:func:`recovery`).
@@ -150,6 +151,24 @@ def oracle_positions(bars: Bars, options: SyntheticOptions,
     positions = np.zeros(len(expected), dtype=np.int8)
     positions[1:] = decided[:-1]
     return positions
+
+
+def decision_targets(positions: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """The targets a walk decides, from position sequences (timing in the module docstring).
+
+    Args:
+        positions: (..., T) position sequences over T frame rows (one or a stack of them).
+        rows: (K,) the walk's decision rows (frame rows, increasing, e.g.
+            :attr:`tradecore_lib.evaluation.backtest.Walk.rows`); None: every row.
+
+    Returns:
+        (..., K) float64: the target decided after row ``rows[k]`` is the position held over
+        the next row, ``positions[..., rows[k] + 1]``; flat after the last row.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    padded = np.concatenate([positions, np.zeros((*positions.shape[:-1], 1))], axis=-1)
+    rows = np.arange(positions.shape[-1]) if rows is None else np.asarray(rows, dtype=np.int64)
+    return padded[..., rows + 1]
 
 
 def recovery(agent_equity: np.ndarray, oracle_equity: np.ndarray,
