@@ -81,11 +81,11 @@ class Market(ConfigModel):
 
     @classmethod
     def field_model(cls, name: str, raw: Any) -> type[BaseModel] | None:
-        if name == "source" and isinstance(raw.get("venue"), str):
+        if name == "source":
             from tradecore_lib.sources import SOURCE_OPTIONS
 
-            model = SOURCE_OPTIONS.get(raw["venue"])
-            return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+            venue = raw.get("venue")
+            return SOURCE_OPTIONS.get(venue) if isinstance(venue, str) else None
         return None
 
     @field_validator("name")

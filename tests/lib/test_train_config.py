@@ -141,6 +141,11 @@ def test_a_fixed_anchor_and_the_purge_gap() -> None:
     assert resolved.windows is None and resolved.data.purge_days == 45
     assert resolved.data.train_end_ms == fold.train_end_ms
     assert resolved.data.months("train") == fold.train
+    # what a launcher hands the training process resolves to the same config
+    relaunched = load_train_config("cpu-smoke", deep_merge(_windows(anchor="2024-12",
+                                                                    purge_days=45),
+                                                           cfg.fold_overrides(fold)))
+    assert relaunched == resolved
 
 
 def test_not_enough_months_names_how_many_are_needed_and_available() -> None:

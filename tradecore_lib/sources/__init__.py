@@ -19,12 +19,12 @@ from tradecore_lib.lake import Lake
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
 from tradecore_lib.sources.kraken_options import KrakenOptions
-from tradecore_lib.synthetic import SyntheticParams
+from tradecore_lib.sources.synthetic_generator import SyntheticOptions
 
 # venue -> the model of its ``source:`` options in configs/markets.yaml. A market's options are
 # validated by this model when markets.yaml loads, so a typo fails the code location load.
-SOURCE_OPTIONS: dict[str, type] = {
-    "synthetic": SyntheticParams,
+SOURCE_OPTIONS: dict[str, type[ConfigModel]] = {
+    "synthetic": SyntheticOptions,
     "kraken_spot": KrakenOptions,
     "kraken_futures": KrakenOptions,
 }
@@ -54,7 +54,7 @@ def ccxt_version() -> str:
     return version("ccxt")
 
 
-def source_options_model(venue: str) -> type:
+def source_options_model(venue: str) -> type[ConfigModel]:
     """The options model of ``venue``'s ``source:`` mapping.
 
     Raises:
@@ -66,23 +66,17 @@ def source_options_model(venue: str) -> type:
     return SOURCE_OPTIONS[venue]
 
 
-def parse_source_options(venue: str, raw: Mapping[str, Any]) -> Any:
+def parse_source_options(venue: str, raw: Mapping[str, Any]) -> ConfigModel:
     """``raw`` (a market's ``source:`` mapping) validated by ``venue``'s options model.
 
     Raises:
-        pydantic.ValidationError: the model's field errors (unknown keys, types, bounds).
-        ValueError: an options class that is not yet a :class:`ConfigModel` refused it.
+        pydantic.ValidationError: the model's field errors (unknown keys, types, bounds);
+            inside a :class:`~tradecore_lib.markets.Market` they read ``source.<key>``.
     """
-    model = source_options_model(venue)
-    if issubclass(model, ConfigModel):
-        return model.model_validate(dict(raw))
-    try:
-        return model.from_mapping(dict(raw))
-    except TypeError as exc:  # a dataclass refusing a value
-        raise ValueError(str(exc)) from None
+    return source_options_model(venue).model_validate(dict(raw))
 
 
-def source_options(market: Market) -> Any:
+def source_options(market: Market) -> ConfigModel:
     """The typed ``source:`` options of ``market`` (validated when markets.yaml loaded)."""
     return parse_source_options(market.venue, market.source)
 

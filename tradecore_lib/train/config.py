@@ -534,20 +534,27 @@ class TrainConfig(ConfigModel):
             return [fold]
         return _walk_forward(self.name, self.windows, have)
 
-    def for_fold(self, fold: Fold) -> TrainConfig:
-        """This config with ``fold``'s months as fixed lists (and its purge): what one fold's
-        run trains, stores as config.json and is identified by."""
+    def fold_overrides(self, fold: Fold) -> dict[str, Any]:
+        """The overrides that turn this config into ``fold``'s (fixed month lists, the purge,
+        no windows); empty for a fixed-month config. What a launcher passes to the training
+        process so that it trains exactly :meth:`for_fold`."""
         if self.windows is None:
-            return self
-        data = self.data.model_copy(update={
+            return {}
+        return {"windows": None, "data": {
             "train_months": [str(m) for m in fold.train],
             "validation_months": [str(m) for m in fold.validation],
             "test_months": [str(m) for m in fold.test],
             "purge_days": self.windows.purge_days,
-        })
-        raw = {**self.model_dump(mode="json"), "data": data.model_dump(mode="json"),
-               "windows": None}
-        return _validated(raw, f"training preset {self.name!r}, fold {fold.index}")
+        }}
+
+    def for_fold(self, fold: Fold) -> TrainConfig:
+        """This config with ``fold``'s months as fixed lists (and its purge): what one fold's
+        run trains, stores as config.json and is identified by."""
+        overrides = self.fold_overrides(fold)
+        if not overrides:
+            return self
+        return _validated(deep_merge(self.model_dump(mode="json"), overrides),
+                          f"training preset {self.name!r}, fold {fold.index}")
 
     # -- identity ----------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
