@@ -79,7 +79,6 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
-from scipy.signal import lfilter
 
 from tradecore_lib.candles import candle_table, ts_millis
 from tradecore_lib.config import ConfigModel, validate
@@ -245,6 +244,10 @@ class _Skeleton:
 
 @lru_cache(maxsize=8)
 def _skeleton(params: SyntheticOptions, market: str) -> _Skeleton:
+    # scipy.signal takes a second to import; the options model is imported when the code
+    # location loads (markets.yaml validation), the generator only when candles are made.
+    from scipy.signal import lfilter
+
     rng = np.random.default_rng([params.seed, _market_key(market), _SKELETON_STREAM])
     # Regimes: segments of geometric length, each with a volatility level and a drift.
     n_segments = int(_DAYS / params.regime_mean_days * 3) + 16
@@ -355,6 +358,8 @@ def _control_core(options: SyntheticOptions, market: str,
         ``[i, m]``; ``returns`` are ``ln(close / previous close)``, ``mu`` their planted mean.
         Rows depend only on their own day, so any batch of days gives the same rows.
     """
+    from scipy.signal import lfilter  # see _skeleton
+
     key = _market_key(market)
     shocks = np.empty((len(days), 2, _MINUTES))
     for i, day in enumerate(days):
