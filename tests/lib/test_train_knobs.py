@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
+from tests.lakes import synthetic_lake
 from tradecore_lib.train.config import deep_merge, load_train_config
 from tradecore_lib.train.data import load_frame
 from tradecore_lib.train.ppo_train import make_training_env, new_model
-from tradecore_lib.train.testing import synthetic_lake
 
 TINY = {"n_envs": 2, "ppo": {"n_steps": 64, "batch_size": 64, "n_epochs": 2},
         "total_timesteps": 128, "checkpoint_every_steps": 128}
