@@ -31,8 +31,9 @@ them relative to the data: :meth:`TrainConfig.folds` resolves the spec against t
 available into walk-forward :class:`Fold` s, and :meth:`TrainConfig.for_fold` gives the config
 of one fold with fixed month lists (what a run trains, stores and is identified by).
 
-This module imports only pydantic (and the config layer), so the Dagster code location can
-build its launchpad config from it without loading torch.
+This module imports only pydantic and the config layer, so the Dagster code location can build
+its launchpad config from it without loading torch; :func:`load_train_config` imports the env
+preset model and the indicator presets when it resolves them (neither loads torch).
 """
 
 from __future__ import annotations
@@ -105,11 +106,15 @@ def _span(last: Month, count: int) -> list[Month]:
     return [_shift(last, k - count + 1) for k in range(count)]
 
 
+def _train_end_ms(validation_start: Month, purge_days: int) -> int:
+    """Exclusive end of the training rows (UTC ms): ``purge_days`` before validation starts."""
+    return validation_start.start_ms - purge_days * DAY_MS
+
+
 def _train_months(validation_start: Month, purge_days: int, count: int) -> list[Month]:
     """The ``count`` months whose data ends ``purge_days`` before ``validation_start``: the
     last one holds the last training minute (it is cut at the purge when purge_days > 0)."""
-    cutoff_ms = validation_start.start_ms - purge_days * DAY_MS
-    return _span(Month.of_ms(cutoff_ms - 1), count)
+    return _span(Month.of_ms(_train_end_ms(validation_start, purge_days) - 1), count)
 
 
 class DataWindow(ConfigModel):
@@ -184,7 +189,7 @@ class DataWindow(ConfigModel):
     def train_end_ms(self) -> int:
         """First UTC millisecond no training row may reach: the first validation minute minus
         ``purge_days`` (exclusive end of the training data)."""
-        return self.months("validation")[0].start_ms - self.purge_days * DAY_MS
+        return _train_end_ms(self.months("validation")[0], self.purge_days)
 
 
 class WindowSpec(ConfigModel):
@@ -447,8 +452,9 @@ class TrainConfig(ConfigModel):
     )
     seed: int = Field(default=0, ge=0, description="Seed of torch, numpy, PPO and the envs.")
     torch_threads: int = Field(
-        default=1, ge=1, description="CPU threads torch may use (1 is fastest for small nets "
-        "and keeps runs reproducible)."
+        default=1, ge=1, description="CPU threads torch may use. 1 is fastest for small nets "
+        "and keeps runs reproducible; more threads than free cores (the env steps on one) make "
+        "PPO many times slower."
     )
     checkpoint_every_steps: int = Field(
         ge=1, description="Save a resumable checkpoint every this many env steps; a multiple "
@@ -588,8 +594,8 @@ def _fold_layout(spec: WindowSpec, anchor: Month) -> list[Fold]:
         test = _span(_shift(anchor, -back * spec.validation_months), spec.test_months)
         validation = _span(_shift(test[0], -1), spec.validation_months)
         train = _train_months(validation[0], spec.purge_days, spec.train_months)
-        end_ms = validation[0].start_ms - spec.purge_days * DAY_MS
-        folds.append(Fold(spec.folds - 1 - back, train, validation, test, end_ms))
+        folds.append(Fold(spec.folds - 1 - back, train, validation, test,
+                          _train_end_ms(validation[0], spec.purge_days)))
     return folds[::-1]
 
 
