@@ -143,7 +143,9 @@ def describe_errors(model: type[BaseModel], exc: ValidationError, raw: Any = Non
             line = f"{field}: unknown key"
             if parent is not None:
                 keys = valid_keys(parent)
-                line += did_you_mean(str(loc[-1]), keys) + f"; valid keys: {', '.join(keys)}"
+                meant = closest(str(loc[-1]), keys)
+                line += (f"; did you mean {meant!r}? Valid keys: " if meant else "; valid keys: ")
+                line += ", ".join(keys)
             problems.append(line)
             continue
         message = error["msg"].removeprefix("Value error, ")

@@ -180,22 +180,26 @@ def markets_file() -> Path:
     return config_dir() / "markets.yaml"
 
 
-def _resolve_references(market: Market, where: str) -> list[str]:
-    """Problems of the presets ``market`` names (each validated completely), or none."""
+def _resolve_references(markets: list[Market], path: Path) -> list[str]:
+    """Problems of the presets the markets name, each preset validated completely once (a
+    broken preset shared by several markets is reported once, naming them all)."""
     from tradecore_lib.features.presets import load_feature_preset
     from tradecore_lib.train.config import load_train_config
 
+    loaders = {"feature_preset": ("tools", load_feature_preset),
+               "train_preset": ("train", load_train_config)}  # resolves its env preset too
     problems = []
-    try:
-        check_reference("tools", market.feature_preset, "feature_preset", where)
-        load_feature_preset(market.feature_preset)
-    except ConfigError as exc:
-        problems.append(str(exc) if str(exc).startswith(where) else f"{where}: {exc}")
-    try:
-        check_reference("train", market.train_preset, "train_preset", where)
-        load_train_config(market.train_preset)  # resolves its env and feature presets too
-    except ConfigError as exc:
-        problems.append(str(exc) if str(exc).startswith(where) else f"{where}: {exc}")
+    for field, (kind, load) in loaders.items():
+        users: dict[str, list[str]] = {}
+        for market in markets:
+            users.setdefault(getattr(market, field), []).append(repr(market.name))
+        for name, names in users.items():
+            where = f"{path}: market{'s' if len(names) > 1 else ''} {', '.join(names)}"
+            try:
+                check_reference(kind, name, field, where)
+                load(name)
+            except ConfigError as exc:
+                problems.append(str(exc) if str(exc).startswith(where) else f"{where}: {exc}")
     return problems
 
 
@@ -215,11 +219,7 @@ def load_markets(path: Path | None = None, *, include_disabled: bool = False) ->
     except yaml.YAMLError as exc:
         raise MarketConfigError(f"{path}: not valid YAML: {exc}") from None
     parsed = validate(MarketsFile, document, str(path), error=MarketConfigError)
-    problems = [
-        problem
-        for market in parsed.markets.values()
-        for problem in _resolve_references(market, f"{path}: market {market.name!r}")
-    ]
+    problems = _resolve_references(list(parsed.markets.values()), path)
     if problems:
         raise MarketConfigError("\n".join(problems))
     return [m for m in parsed.markets.values() if include_disabled or m.enabled]

@@ -78,7 +78,7 @@ def test_a_misspelt_kraken_source_option_says_what_was_meant(configs: Path) -> N
     message = _load_error(configs)
     assert (f"market '{SPOT}': source.retry_atempts: unknown key; did you mean "
             "'retry_attempts'?") in message
-    assert "valid keys: boundary_overlap_s, checkpoint_every_pages" in message
+    assert "Valid keys: boundary_overlap_s, checkpoint_every_pages" in message
 
 
 def test_an_out_of_range_source_option_is_named(configs: Path) -> None:
@@ -102,6 +102,9 @@ def test_a_negative_taker_fee_in_an_env_preset_fails_at_load(configs: Path) -> N
     assert f"market '{SYNTHETIC}': training preset 'cpu-smoke'" in message
     assert f"env preset 'default' ({env_file})" in message
     assert "taker_fee: Input should be greater than or equal to 0 (got -0.0005)" in message
+    # a preset shared by several markets is reported once, naming them all
+    shared = f"markets '{SPOT}', 'kraken_futures_btc_usd': training preset 'cpu-default'"
+    assert message.count(shared) == 1
 
 
 def test_a_misspelt_env_preset_in_a_training_preset_says_what_was_meant(configs: Path) -> None:
