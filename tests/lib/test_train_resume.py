@@ -14,9 +14,9 @@ import time
 
 import pytest
 
+from tests.lakes import synthetic_lake
 from tradecore_lib.lake import Lake
 from tradecore_lib.train.checkpoints import RunStore
-from tradecore_lib.train.testing import synthetic_lake
 
 MARKET = "synthetic_btc_usd"
 # Long enough (16 rollouts) that the kill lands well before the end.

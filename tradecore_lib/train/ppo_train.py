@@ -14,9 +14,7 @@ Deterministic on CPU: same data, config and seed give the same final metrics.
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import os
 import pickle
 import subprocess
@@ -32,7 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from tradecore_lib.env import make_vec_env
 from tradecore_lib.features import WARMUP_COLUMN
-from tradecore_lib.lake import Lake, S3Options
+from tradecore_lib.lake import Lake
 from tradecore_lib.markets import get_market
 from tradecore_lib.paths import REPO_ROOT, default_lake_root
 from tradecore_lib.train.checkpoints import (
@@ -45,6 +43,7 @@ from tradecore_lib.train.checkpoints import (
 )
 from tradecore_lib.train.config import TrainConfig, load_train_config
 from tradecore_lib.train.data import load_frame
+from tradecore_lib.train.launch import TrainRequest, parse_request, s3_options_from_env
 from tradecore_lib.train.reporting import (
     CheckpointCallback,
     MetricsWriter,
@@ -57,44 +56,25 @@ from tradecore_lib.train.reporting import (
 _ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--market", required=True, help="market name from configs/markets.yaml")
-    parser.add_argument("--preset", help="training preset in configs/train/ (default: the "
-                        "market's train_preset)")
-    parser.add_argument("--overrides", default="{}", help="JSON object deep-merged over the "
-                        "preset, e.g. '{\"seed\": 1}'")
-    parser.add_argument("--lake-root", default=None, help="lake root (default: "
-                        "TRADECORE_LAKE_ROOT or data/lake)")
-    parser.add_argument("--warm-start-from", default=None, help="run id of the champion (same "
-                        "market) to start from; the orchestrator sets it when warm_start is on")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     with open_reporter() as report:
-        report.result(train(args, report))
+        request = parse_request(argv, __doc__.split("\n\n")[0],
+                                lambda name: get_market(name).train_preset)
+        report.result(train(request, report))
     return 0
 
 
-def train(args: argparse.Namespace, report: Reporter) -> dict[str, Any]:
+def train(request: TrainRequest, report: Reporter) -> dict[str, Any]:
     """Run (or resume, or recognize as done) one training run; returns its result metadata."""
     # -- 1. what to train ------------------------------------------------------------------
-    market = get_market(args.market)
-    try:
-        overrides = json.loads(args.overrides)
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"--overrides is not valid JSON: {exc}") from None
-    cfg = load_train_config(args.preset or market.train_preset, overrides)
-    lake = Lake(args.lake_root or default_lake_root(),
-                S3Options(endpoint_url=os.environ.get("TRADECORE_S3_ENDPOINT_URL") or None,
-                          region=os.environ.get("AWS_REGION")))
+    market = get_market(request.market)
+    cfg = load_train_config(request.preset, request.overrides)
+    lake = Lake(request.lake_root or default_lake_root(), s3_options_from_env(os.environ))
     feature_preset = cfg.data.feature_preset or market.feature_preset
 
     # -- 2. data: the train months only ----------------------------------------------------
     data = load_frame(lake, market, cfg.data.months("train"), feature_preset)
-    run_id = make_run_id(market.name, cfg, data.partitions, args.warm_start_from)
+    run_id = make_run_id(market.name, cfg, data.partitions, request.warm_start_from)
     store = RunStore(lake, market.name, run_id)
     report.info(f"run {run_id}: {market.name}, preset {cfg.name}, train months "
                 f"{cfg.data.train_months} ({len(data.frame)} bars, {data.first_ts} .. "
@@ -114,7 +94,7 @@ def train(args: argparse.Namespace, report: Reporter) -> dict[str, Any]:
         "last_ts": str(data.last_ts),
         "code_version": code_version(),
         "seed": cfg.seed,
-        "warm_start_from": args.warm_start_from,
+        "warm_start_from": request.warm_start_from,
         "run_id": run_id,
     }
     _check_code_version(store, lineage["code_version"], report)
@@ -126,7 +106,7 @@ def train(args: argparse.Namespace, report: Reporter) -> dict[str, Any]:
     torch.set_num_threads(cfg.torch_threads)
     device = resolve_device(cfg)
 
-    # -- 4. environment: TradeVecEnv -> VecMonitor (episode rewards) -> Brain Shampoo -------
+    # -- 4. environment: TradeVecEnv -> VecMonitor (episode rewards) -> VecNormalize -------
     venv, vec_normalize = make_training_env(cfg, data.frame)
 
     # -- 5. model: resume the interrupted run, else warm start or a fresh network ----------
@@ -144,8 +124,8 @@ def train(args: argparse.Namespace, report: Reporter) -> dict[str, Any]:
     else:
         model = new_model(cfg, venv, device)
         rows = []
-        if args.warm_start_from:
-            warm_start(model, vec_normalize, RunStore(lake, market.name, args.warm_start_from),
+        if request.warm_start_from:
+            warm_start(model, vec_normalize, RunStore(lake, market.name, request.warm_start_from),
                        report)
     start_step = model.num_timesteps
 
@@ -177,18 +157,19 @@ def train(args: argparse.Namespace, report: Reporter) -> dict[str, Any]:
 def make_training_env(cfg: TrainConfig, frame: pd.DataFrame
                       ) -> tuple[VecEnv, VecNormalize | None]:
     """``cfg.n_envs`` seeded TradeVecEnv envs on ``frame``, with episode statistics
-    (VecMonitor, raw rewards) and, when Brain Shampoo is on, VecNormalize on top.
+    (VecMonitor, raw rewards) and, when ``vec_normalize`` (Brain Shampoo) is on, VecNormalize
+    on top.
 
     Returns the outermost env and the VecNormalize wrapper (None when off).
     """
     venv: VecEnv = VecMonitor(make_vec_env(frame, cfg.n_envs, cfg.env_settings(WARMUP_COLUMN),
                                            seed=cfg.seed))
-    if not cfg.brain_shampoo.on:
+    if not cfg.vec_normalize.enabled:
         return venv, None
-    shampoo = cfg.brain_shampoo
+    settings = cfg.vec_normalize
     vec_normalize = VecNormalize(
-        venv, norm_obs=shampoo.normalize_obs, norm_reward=shampoo.normalize_reward,
-        clip_obs=shampoo.clip_obs, clip_reward=shampoo.clip_reward, gamma=cfg.ppo.gamma,
+        venv, norm_obs=settings.normalize_obs, norm_reward=settings.normalize_reward,
+        clip_obs=settings.clip_obs, clip_reward=settings.clip_reward, gamma=cfg.ppo.gamma,
     )
     return vec_normalize, vec_normalize
 
