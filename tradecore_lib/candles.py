@@ -8,12 +8,16 @@ stored partition (each ``inspect_*`` returns a :class:`CheckOutcome`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from tradecore_lib.months import MINUTE_MS, Month
+from tradecore_lib.config import ConfigModel
+from tradecore_lib.errors import TradeCoreError
+from tradecore_lib.months import MINUTE_MS, Month, iso_utc
 
 CANDLE_SCHEMA = pa.schema(
     [
@@ -32,7 +36,7 @@ VALUE_COLUMNS = (*PRICE_COLUMNS, "volume")
 _PREVIEW_ROWS = 5
 
 
-class CandleValidationError(ValueError):
+class CandleValidationError(TradeCoreError, ValueError):
     """A candle table broke the schema or a data rule; the message names market, month, rows."""
 
 
@@ -50,17 +54,22 @@ class CheckOutcome:
     warning: bool = False
 
 
-@dataclass(frozen=True)
-class GapTolerance:
-    """How many missing minutes a partition may have before its gap check fails.
+class GapTolerance(ConfigModel):
+    """How many missing minutes a partition may have before its gap check fails
+    (``gap_tolerance:`` of a market in ``configs/markets.yaml``)."""
 
-    Attributes:
-        max_missing_fraction: missing minutes / minutes between first and last candle.
-        max_gap_minutes: the longest single run of missing minutes.
-    """
-
-    max_missing_fraction: float = 0.01
-    max_gap_minutes: int = 180
+    max_missing_fraction: float = Field(
+        default=0.01, ge=0, le=1,
+        description="Missing minutes / minutes between the first and last candle (fraction).",
+    )
+    max_gap_minutes: int = Field(
+        default=180, ge=0, description="The longest single run of missing minutes allowed."
+    )
+    max_uncovered_tail_minutes: int = Field(
+        default=60, ge=0,
+        description="A finished month whose data ends more than this many minutes before the "
+        "month's end is not complete: its coverage check fails (the current month is exempt).",
+    )
 
 
 def candle_table(
@@ -109,7 +118,7 @@ def _preview(table: pa.Table, rows: np.ndarray) -> list[dict[str, Any]]:
         record = {"row": int(row)}
         for name in table.column_names:
             value = table.column(name)[int(row)].as_py()
-            record[name] = value.isoformat() if hasattr(value, "isoformat") else value
+            record[name] = iso_utc(value) if isinstance(value, datetime) else value
         out.append(record)
     return out
 
@@ -240,7 +249,7 @@ def inspect_gaps(
     """Gap report against ``tolerance``: pass, pass with warning (gaps within it) or fail."""
     report = gap_report(ts_millis(table), month, now_ms)
     gap_rows = [
-        {"start": _iso(start), "missing_minutes": minutes}
+        {"start": iso_utc(start), "missing_minutes": minutes}
         for start, minutes in sorted(report.gaps, key=lambda g: -g[1])[:50]
     ]
     fraction = report.missing_minutes / report.span_minutes if report.span_minutes else 0.0
@@ -275,8 +284,65 @@ def inspect_gaps(
     return CheckOutcome("gaps", True, "no missing minutes", metadata)
 
 
-def _iso(ts_ms: int) -> str:
-    return np.datetime64(ts_ms, "ms").astype(str) + "Z"
+def month_complete(
+    report: GapReport, month: Month, tolerance: GapTolerance, now_ms: int | None
+) -> bool:
+    """Whether ``month`` is over and its data reaches within the tolerance of its end.
+
+    ``now_ms`` None means "long after the month". A month still in progress is never
+    complete; a finished one is when it has candles and its uncovered tail is at most
+    ``tolerance.max_uncovered_tail_minutes``.
+    """
+    finished = now_ms is None or now_ms >= month.end_ms
+    return (finished and report.rows > 0
+            and report.uncovered_tail_minutes <= tolerance.max_uncovered_tail_minutes)
+
+
+def inspect_coverage(
+    table: pa.Table, month: Month, tolerance: GapTolerance, now_ms: int | None = None
+) -> CheckOutcome:
+    """Whether a finished month's data reaches its end; the month in progress is exempt.
+
+    Fails when the data of a past month ends more than ``max_uncovered_tail_minutes`` before
+    the month's end (the venue served no trades after it: the month is not complete), or a
+    past month holds no candle at all; passes with a warning for a shorter uncovered tail.
+    The head (a market that began trading mid-month) is reported, never judged.
+    """
+    ts = ts_millis(table)
+    report = gap_report(ts, month, now_ms)
+    complete = month_complete(report, month, tolerance, now_ms)
+    metadata = {
+        "month_complete": complete,
+        "first_ts": iso_utc(int(ts[0])) if ts.size else "-",
+        "last_ts": iso_utc(int(ts[-1])) if ts.size else "-",
+        "uncovered_head_minutes": report.uncovered_head_minutes,
+        "uncovered_tail_minutes": report.uncovered_tail_minutes,
+        "tolerance_max_uncovered_tail_minutes": tolerance.max_uncovered_tail_minutes,
+    }
+    if now_ms is not None and now_ms < month.end_ms:
+        return CheckOutcome(
+            "coverage", True, f"month in progress: {report.rows} candles up to "
+            f"{metadata['last_ts']}; its end is judged once the month is over", metadata
+        )
+    if not ts.size:
+        return CheckOutcome(
+            "coverage", False, f"no candles in the finished month {month}; re-materialize it "
+            "once the venue has the data, or move the market's first_month past it", metadata
+        )
+    tail = report.uncovered_tail_minutes
+    if not complete:
+        return CheckOutcome(
+            "coverage", False, f"data ends at {metadata['last_ts']}, {tail} min before the "
+            f"month's end (tolerance {tolerance.max_uncovered_tail_minutes} min): the month "
+            "is not complete; re-materialize it once the venue has the data, or raise "
+            "gap_tolerance.max_uncovered_tail_minutes in configs/markets.yaml", metadata
+        )
+    if tail:
+        return CheckOutcome(
+            "coverage", True, f"data ends at {metadata['last_ts']}, {tail} min before the "
+            "month's end: within tolerance", metadata, warning=True
+        )
+    return CheckOutcome("coverage", True, "the month is covered to its last minute", metadata)
 
 
 def validate_candles(table: pa.Table, market: str, month: Month) -> pa.Table:

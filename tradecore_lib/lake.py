@@ -187,12 +187,12 @@ class Lake:
 
     def read_table(self, key: str) -> pa.Table:
         """Read one parquet file; a corrupt file raises ``ValueError`` naming it."""
-        return self._parse(key, self.read_bytes(key))
+        return self.parse_table(key, self.read_bytes(key))
 
     def read_stored(self, key: str) -> tuple[pa.Table, StoredFile]:
         """Read one parquet file and describe its bytes (size, sha256) in one pass."""
         data = self.read_bytes(key)
-        table = self._parse(key, data)
+        table = self.parse_table(key, data)
         digest = hashlib.sha256(data).hexdigest()
         return table, StoredFile(key, self.uri(key), len(data), digest, table.num_rows)
 
@@ -200,7 +200,8 @@ class Lake:
         """Hex sha256 of the object stored at ``key`` now (read from the store)."""
         return hashlib.sha256(self.read_bytes(key)).hexdigest()
 
-    def _parse(self, key: str, data: bytes) -> pa.Table:
+    def parse_table(self, key: str, data: bytes) -> pa.Table:
+        """Parse the bytes read from ``key``; not parquet raises ``ValueError`` naming it."""
         try:
             return pq.read_table(pa.BufferReader(data))
         except (pa.ArrowInvalid, OSError) as exc:

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
+import pyarrow.fs as pafs
 
-from tradecore_lib.candles import gap_report, ts_millis
-from tradecore_lib.lake import Lake, candle_key
+from tradecore_lib.candles import gap_report, month_complete, ts_millis
+from tradecore_lib.lake import Lake, candle_key, write_atomically
 from tradecore_lib.markets import Market
-from tradecore_lib.months import Month, months_between
+from tradecore_lib.months import Month, iso_utc, months_between
 
-MANIFEST_VERSION = 1
+# 2: uncovered head/tail minutes and month_complete per month.
+MANIFEST_VERSION = 2
 
 
 @dataclass(frozen=True)
 class MonthEntry:
-    """One stored month. Timestamps are inclusive ISO-8601 UTC; sizes in bytes."""
+    """One stored month. Timestamps are inclusive ISO-8601 UTC; sizes in bytes.
+
+    ``uncovered_tail_minutes`` are the minutes between the last candle and the month's end (or
+    now, for the month in progress); ``month_complete`` is False for a finished month whose
+    tail exceeds the market's ``max_uncovered_tail_minutes``, and for the month in progress.
+    """
 
     month: str
     first_ts: str | None
@@ -28,13 +32,12 @@ class MonthEntry:
     rows: int
     missing_minutes: int
     longest_gap_minutes: int
+    uncovered_head_minutes: int
+    uncovered_tail_minutes: int
+    month_complete: bool
     sha256: str
     size_bytes: int
     path: str
-
-
-def _iso(ts_ms: int) -> str:
-    return str(np.datetime64(ts_ms, "ms")) + "Z"
 
 
 def build_manifest(lake: Lake, market: Market, last_month: Month, now_ms: int) -> dict:
@@ -56,11 +59,14 @@ def build_manifest(lake: Lake, market: Market, last_month: Month, now_ms: int) -
         entries.append(
             MonthEntry(
                 month=str(month),
-                first_ts=_iso(int(ts[0])) if ts.size else None,
-                last_ts=_iso(int(ts[-1])) if ts.size else None,
+                first_ts=iso_utc(int(ts[0])) if ts.size else None,
+                last_ts=iso_utc(int(ts[-1])) if ts.size else None,
                 rows=int(ts.size),
                 missing_minutes=gaps.missing_minutes,
                 longest_gap_minutes=gaps.longest_gap_minutes,
+                uncovered_head_minutes=gaps.uncovered_head_minutes,
+                uncovered_tail_minutes=gaps.uncovered_tail_minutes,
+                month_complete=month_complete(gaps, month, market.gap_tolerance, now_ms),
                 sha256=stored.sha256,
                 size_bytes=stored.size_bytes,
                 path=stored.uri,
@@ -72,9 +78,10 @@ def build_manifest(lake: Lake, market: Market, last_month: Month, now_ms: int) -
         "venue": market.venue,
         "symbol": market.symbol,
         "lake_root": lake.root,
-        "generated_at": _iso(now_ms),
+        "generated_at": iso_utc(now_ms),
         "months": [asdict(e) for e in entries],
         "missing_months": missing_months,
+        "incomplete_months": [e.month for e in entries if not e.month_complete],
         "totals": {
             "months": len(entries),
             "rows": sum(e.rows for e in entries),
@@ -87,13 +94,8 @@ def build_manifest(lake: Lake, market: Market, last_month: Month, now_ms: int) -
 
 
 def write_manifest(folder: Path, manifest: dict) -> Path:
-    """Write ``<folder>/<market>.json`` atomically (temporary file, then rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``<folder>/<market>.json`` atomically (see :func:`.lake.write_atomically`)."""
     target = folder / f"{manifest['market']}.json"
-    with tempfile.NamedTemporaryFile(
-        "w", dir=folder, prefix=".", suffix=".tmp", delete=False
-    ) as tmp:
-        json.dump(manifest, tmp, indent=2)
-        tmp.write("\n")
-    os.replace(tmp.name, target)
+    body = (json.dumps(manifest, indent=2) + "\n").encode()
+    write_atomically(pafs.LocalFileSystem(), str(target.resolve()), body)
     return target

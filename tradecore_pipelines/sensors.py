@@ -11,11 +11,13 @@ from tradecore_lib.markets import Market
 from tradecore_lib.months import Month, utc_now_ms
 from tradecore_lib.paths import data_dir
 from tradecore_lib.sources.landing import (
+    LandingFileChanged,
     LandingFileError,
+    LandingFolderError,
     mark_imported,
-    new_files,
     plan_imports,
     reject,
+    scan,
 )
 from tradecore_pipelines.assets.candles import candles_key
 
@@ -42,7 +44,9 @@ def build_landing_sensor(
     partition range, passes the file's absolute path as ``archive_file`` to the asset, and
     carries ``run_key = landing:<file name>:<sha256>:<market>``, so a file is imported once
     even if the folder is looked at again. Malformed or unmatched files move to
-    ``rejected/`` with a ``.reason.txt``.
+    ``rejected/`` with a ``.reason.txt``. Only regular files directly in the folder are
+    considered; links, sub-folders and other entries are left alone with a warning naming
+    them, and a file that changed while it was read waits for the next evaluation.
     """
     targets = [m for m in markets if m.venue == "kraken_spot"]
 
@@ -60,11 +64,22 @@ def build_landing_sensor(
         landing = Path(landing_dir) if landing_dir is not None else data_dir() / "landing"
         current = Month.of_ms(utc_now_ms())
         requested = 0
-        for path in new_files(landing, settle_seconds=settle_seconds):
+        found = scan(landing, settle_seconds=settle_seconds)
+        for ignored in found.ignored:
+            context.log.warning(f"landing folder {landing}: ignoring {ignored.name}: "
+                                f"{ignored.reason}")
+        for path in found.files:
             try:
                 plans = plan_imports(path, targets, current=current)
+            except LandingFileChanged as exc:
+                context.log.warning(str(exc))
+                continue
             except LandingFileError as exc:
-                moved = reject(landing, path, str(exc))
+                try:
+                    moved = reject(landing, path, str(exc))
+                except LandingFolderError as folder_problem:
+                    context.log.warning(f"cannot reject {path.name} ({exc}): {folder_problem}")
+                    continue
                 context.log.warning(f"rejected {path.name} -> {moved}: {exc}")
                 continue
             for plan in plans:
@@ -90,7 +105,12 @@ def build_landing_sensor(
                         }
                     },
                 )
-            mark_imported(landing, path, plans)
+            try:
+                mark_imported(landing, plans)
+            except LandingFolderError as folder_problem:
+                # The runs are still requested; their run keys keep a later look from
+                # importing the file twice.
+                context.log.warning(f"cannot record the import of {path.name}: {folder_problem}")
         if not requested:
             yield dg.SkipReason(f"no new archive in {landing}")
 

@@ -10,7 +10,10 @@ from tradecore_lib.candles import (
     GapTolerance,
     candle_table,
     gap_report,
+    inspect_coverage,
     inspect_gaps,
+    month_complete,
+    ts_millis,
     validate_candles,
 )
 from tradecore_lib.months import MINUTE_MS, Month
@@ -129,3 +132,38 @@ def test_gap_tolerance_warns_within_and_fails_past():
     assert "longest gap 10 min > 9 min" in past.description
     fraction = inspect_gaps(table, MONTH, GapTolerance(max_missing_fraction=0.005))
     assert not fraction.passed and "missing fraction" in fraction.description
+
+
+def _month_ending(minutes_before_end: int) -> pa.Table:
+    """The whole of MONTH except its last ``minutes_before_end`` minutes."""
+    return _table(MONTH.minutes - minutes_before_end)
+
+
+@pytest.mark.parametrize(
+    "uncovered, passed, warning",
+    [(0, True, False), (60, True, True), (61, False, False), (1440, False, False)],
+)
+def test_coverage_of_a_finished_month_follows_the_tail_tolerance(uncovered, passed, warning):
+    tolerance = GapTolerance(max_uncovered_tail_minutes=60)
+    after = MONTH.end_ms + 86_400_000
+    outcome = inspect_coverage(_month_ending(uncovered), MONTH, tolerance, after)
+    assert (outcome.passed, outcome.warning) == (passed, warning)
+    assert outcome.metadata["uncovered_tail_minutes"] == uncovered
+    assert outcome.metadata["month_complete"] is passed
+    report = gap_report(ts_millis(_month_ending(uncovered)), MONTH, after)
+    assert month_complete(report, MONTH, tolerance, after) is passed
+    if not passed:
+        assert f"{uncovered} min before the month's end (tolerance 60 min)" in outcome.description
+
+
+def test_the_month_in_progress_is_exempt_and_never_complete():
+    now = MONTH.start_ms + 10 * 86_400_000
+    table = _table(5 * 1440)  # five days of data, five more days to now
+    outcome = inspect_coverage(table, MONTH, GapTolerance(), now)
+    assert outcome.passed and not outcome.warning and "month in progress" in outcome.description
+    assert outcome.metadata["month_complete"] is False
+
+
+def test_an_empty_finished_month_fails_coverage():
+    outcome = inspect_coverage(_table(0), MONTH, GapTolerance(), None)
+    assert not outcome.passed and "no candles in the finished month 2024-03" in outcome.description

@@ -67,7 +67,7 @@ def test_full_month_rebuilt_exactly(make_kraken, local_lake):
     assert_same(result.table, expected)
     meta = result.metadata
     assert meta["source"] == "kraken_spot" and meta["endpoint_kind"] == "trades rebuild"
-    assert meta["month_complete"] and not meta["resumed_from_checkpoint"]
+    assert meta["download_complete"] and not meta["resumed_from_checkpoint"]
     assert meta["trades_read"] == int(pa.compute.sum(expected.column("trades")).as_py())
     assert meta["requests"] == server.fake.requests.total() and meta["retries"] == 0
     assert meta["ccxt_version"] == ccxt.__version__
@@ -184,7 +184,7 @@ def test_current_month_refresh_continues_from_the_cursor(make_kraken, local_lake
     server = make_kraken(now_ms=first_now)
     market = kraken_market("kraken_spot")
     first = fetch(local_lake, market, first_now)
-    assert not first.metadata["month_complete"]
+    assert not first.metadata["download_complete"]
     assert_same(first.table, truth(server, first_now - first_now % MINUTE_MS))
     first_pages = server.fake.requests["/0/public/Trades"]
 
@@ -197,7 +197,7 @@ def test_current_month_refresh_continues_from_the_cursor(make_kraken, local_lake
 
     server.fake.now_ms = MONTH.end_ms + 3_600_000
     final = fetch(local_lake, market, server.fake.now_ms)
-    assert final.metadata["month_complete"]
+    assert final.metadata["download_complete"]
     assert_same(final.table, truth(server))
 
 
@@ -249,7 +249,7 @@ def test_retry_budget_exhausted_fails_clearly_and_keeps_the_checkpoint(make_krak
 
 def test_unknown_pair_fails_at_once(make_kraken, local_lake):
     server = make_kraken()
-    market = dataclasses.replace(kraken_market("kraken_spot"), symbol="DOGE/USD")
+    market = kraken_market("kraken_spot").model_copy(update={"symbol": "DOGE/USD"})
     with pytest.raises(KrakenPermanentError, match="no market 'DOGE/USD'"):
         fetch(local_lake, market, server.fake.now_ms)
     assert "/0/public/Trades" not in server.fake.requests

@@ -10,6 +10,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from tradecore_lib.candles import ts_millis
 from tradecore_lib.lake import candle_key
 from tradecore_lib.months import Month
 from tradecore_lib.sources import FetchResult
@@ -63,8 +64,9 @@ def test_three_month_backfill_runs_as_one_run(chain, lake_resource, synthetic_ma
             assert md["source"].value == "synthetic"
             assert "| ts |" in md["preview"].value
         evaluations = _evaluations(result)
-        assert len(evaluations) == 12
+        assert len(evaluations) == 15  # five checks of three months
         assert all(e.passed for e in evaluations.values())
+        assert all(m.metadata["month_complete"].value for m in materializations)
 
         result = dg.materialize([manifest], instance=instance, resources={"lake": lake_resource})
         assert result.success
@@ -129,6 +131,44 @@ class _InvertedSource:
         low = table.column("low").to_numpy().copy()
         low[7] = table.column("high")[7].as_py() + 10.0
         return FetchResult(table.set_column(3, "low", [low]), {"source": "broken"})
+
+
+class _EndsOnThe30thSource:
+    """A venue whose data of a past month ends a day early (the 31st never served)."""
+
+    def fetch_month(self, market, month, *, now_ms, log):
+        table = generate_month(SyntheticOptions(), market.name, month)
+        ts = ts_millis(table)
+        return FetchResult(table.slice(0, int(np.searchsorted(ts, month.end_ms - 86_400_000))),
+                           {"source": "truncated"})
+
+
+def test_a_past_month_missing_its_last_day_is_not_complete(
+    chain, lake_resource, synthetic_market, monkeypatch, tmp_path
+):
+    candles, checks, manifest = chain
+    monkeypatch.setattr(candles_module, "source_for", lambda *a, **k: _EndsOnThe30thSource())
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [candles, checks], instance=instance, resources={"lake": lake_resource},
+            partition_key="2024-03-01", raise_on_error=False,
+        )
+        assert not result.success  # the blocking coverage check failed
+        evaluations = _evaluations(result)
+        coverage = evaluations[("2024-03-01", "coverage")]
+        assert not coverage.passed
+        assert "1440 min before the month's end (tolerance 60 min)" in coverage.description
+        assert "the month is not complete" in coverage.description
+        assert evaluations[("2024-03-01", "gaps")].passed  # not a gap: the tail is uncovered
+        (materialization,) = result.asset_materializations_for_node(candles.op.name)
+        assert materialization.metadata["month_complete"].value is False
+        assert materialization.metadata["uncovered_tail_minutes"].value >= 1440
+        assert dg.materialize([manifest], instance=instance,
+                              resources={"lake": lake_resource}).success
+    document = json.loads((tmp_path / "manifests" / "synthetic_btc_usd.json").read_text())
+    (entry,) = document["months"]
+    assert entry["uncovered_tail_minutes"] >= 1440 and entry["month_complete"] is False
+    assert document["incomplete_months"] == ["2024-03"]
 
 
 def test_bad_source_rows_write_nothing(chain, lake_resource, synthetic_market, monkeypatch):

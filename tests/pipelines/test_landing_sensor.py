@@ -115,3 +115,79 @@ def test_sensor_and_schedule_load_with_the_candles_asset(lake_resource):
         resources={"lake": lake_resource},
     )
     dg.Definitions.validate_loadable(defs)
+
+
+# ------------------------------------------------------------ only regular files, never outside
+@pytest.fixture
+def outside(tmp_path):
+    """A valid archive outside the landing folder, and its bytes and mtime, to prove it is
+    never moved, rewritten or recorded."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    path = write_zip(folder / "XBTUSD_OHLCVT.zip", archive_lines())
+    return path, path.read_bytes(), path.stat().st_mtime_ns
+
+
+def _untouched(outside) -> bool:
+    path, data, mtime_ns = outside
+    return path.exists() and path.read_bytes() == data and path.stat().st_mtime_ns == mtime_ns
+
+
+@pytest.mark.parametrize("link_name", ["XBTUSD_OHLCVT.zip", "XBTUSD_1.csv"])
+def test_symlink_to_an_outside_file_is_ignored_with_a_warning(landing, outside, link_name,
+                                                             capfd):
+    (landing / link_name).symlink_to(outside[0])
+    sensor = build_landing_sensor([SPOT], landing_dir=landing, settle_seconds=0)
+    with dg.instance_for_test() as instance:
+        assert evaluate(sensor, instance) == []
+        assert evaluate(sensor, instance) == []  # never planned, on any look
+    assert _untouched(outside)
+    assert (landing / link_name).is_symlink()
+    assert not (landing / "rejected").exists() and not (landing / ".imported").exists()
+    assert f"ignoring {link_name}: a symbolic link (to {outside[0]})" in capfd.readouterr().err
+
+
+def test_symlinked_folder_and_bookkeeping_links_are_never_followed(landing, outside, capfd):
+    (landing / "more").symlink_to(outside[0].parent, target_is_directory=True)
+    # rejected/ as a link to the outside: a rejection must not write there.
+    (landing / "rejected").symlink_to(outside[0].parent, target_is_directory=True)
+    (landing / "XBTUSD_1.csv").write_text("1709251080,1,2,0.5,1.5,3\n")  # malformed
+    sensor = build_landing_sensor([SPOT], landing_dir=landing, settle_seconds=0)
+    with dg.instance_for_test() as instance:
+        assert evaluate(sensor, instance) == []
+    assert _untouched(outside)
+    assert sorted(p.name for p in outside[0].parent.iterdir()) == ["XBTUSD_OHLCVT.zip"]
+    assert (landing / "XBTUSD_1.csv").exists()  # not rejected into the linked folder
+    warnings = capfd.readouterr().err
+    assert "ignoring more: a symbolic link" in warnings
+    assert "ignoring rejected: the landing folder's own rejected/ is a symbolic link" in warnings
+
+
+def test_a_file_replaced_while_being_read_is_planned_again_as_the_new_file(landing, monkeypatch,
+                                                                           capfd):
+    import hashlib
+
+    from tradecore_lib.sources import kraken_archive
+
+    path = write_zip(landing / "XBTUSD_OHLCVT.zip", archive_lines(seed=3))
+    replacement = write_zip(landing.parent / "new.zip", archive_lines(seed=5))
+    parse = kraken_archive.parse_ohlcvt
+    swapped = []
+
+    def parse_while_swapped(data, *, where):
+        if not swapped:  # a user copies a new version over the file mid-read
+            swapped.append(True)
+            os.replace(replacement, path)
+        return parse(data, where=where)
+
+    monkeypatch.setattr(kraken_archive, "parse_ohlcvt", parse_while_swapped)
+    sensor = build_landing_sensor([SPOT], landing_dir=landing, settle_seconds=0)
+    with dg.instance_for_test() as instance:
+        assert evaluate(sensor, instance) == []
+        assert "replaced or rewritten while it was read" in capfd.readouterr().err
+        [request] = evaluate(sensor, instance)
+    # The request names the bytes that are in the folder now, and they import as is.
+    assert request.tags["tradecore/landing_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert request.run_config["ops"]["kraken_spot_btc_usd__candles"]["config"] == {
+        "archive_file": str(path)
+    }

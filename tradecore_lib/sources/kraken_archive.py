@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from tradecore_lib.candles import candle_table, inspect_ohlc
+from tradecore_lib.candles import candle_table, inspect_ohlc, ts_millis
+from tradecore_lib.errors import TradeCoreError
 from tradecore_lib.markets import Market
 from tradecore_lib.months import MINUTE_MS, Month
 from tradecore_lib.sources import FetchResult, ccxt_version
@@ -39,7 +40,7 @@ COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades")
 _KRAKEN_ASSET_NAMES = {"BTC": "XBT", "DOGE": "XDG"}
 
 
-class ArchiveFormatError(ValueError):
+class ArchiveFormatError(TradeCoreError, ValueError):
     """An archive file is not a Kraken OHLCVT file; the message names file, member and line."""
 
 
@@ -52,36 +53,39 @@ def archive_names(market: Market) -> tuple[str, ...]:
     return (f"{base}{quote}_{INTERVAL_MINUTES}.csv", f"{market.name}.csv")
 
 
-def archive_member(path: Path, market: Market) -> str | None:
-    """The CSV inside ``path`` holding ``market`` (``""`` for a plain CSV), or None."""
+def archive_member(path: Path, market: Market, stream: BinaryIO) -> str | None:
+    """The CSV holding ``market`` in the open file ``stream`` named ``path``: ``""`` for a plain
+    CSV of that name, a ZIP member's name, or None when the file holds no such archive."""
     names = {n.lower() for n in archive_names(market)}
     if path.suffix.lower() == ".csv":
         return "" if path.name.lower() in names else None
     try:
-        with zipfile.ZipFile(path) as archive:
+        stream.seek(0)
+        with zipfile.ZipFile(stream) as archive:
             members = [m for m in archive.namelist()
                        if PurePosixPath(m).name.lower() in names and not m.startswith("__MACOSX")]
     except zipfile.BadZipFile as exc:
-        raise ArchiveFormatError(f"{path}: not a readable ZIP file ({exc})") from exc
+        raise ArchiveFormatError(f"{path}: not a readable ZIP file ({exc})") from None
     if len(members) > 1:
         raise ArchiveFormatError(f"{path}: several members hold {market.name}: {members}")
     return members[0] if members else None
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
+def sha256_stream(stream: BinaryIO) -> str:
+    """Hex sha256 of an open file from its start, read in 1 MiB blocks."""
+    stream.seek(0)
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
 
 
-def read_member(path: Path, member: str) -> bytes:
-    """The bytes of a plain CSV (``member == ""``) or of one ZIP member."""
+def read_member(stream: BinaryIO, member: str) -> bytes:
+    """The bytes of an open plain CSV (``member == ""``) or of one of its ZIP members."""
+    stream.seek(0)
     if not member:
-        return path.read_bytes()
-    with zipfile.ZipFile(path) as archive:
+        return stream.read()
+    with zipfile.ZipFile(stream) as archive:
         return archive.read(member)
 
 
@@ -172,7 +176,7 @@ def _line(raw: pa.Table, row: int) -> str:
 
 def split_by_month(table: pa.Table) -> dict[Month, pa.Table]:
     """Zero-copy slices of a sorted candle table, one per month it touches."""
-    ts = table.column("ts").cast(pa.int64()).to_numpy()
+    ts = ts_millis(table)
     if ts.size == 0:
         return {}
     months: dict[Month, pa.Table] = {}
@@ -199,19 +203,29 @@ class ParsedArchive:
         return f"{self.path}" + (f" (member {self.member})" if self.member else "")
 
 
-def parse_archive(path: Path, market: Market) -> ParsedArchive:
-    """Read and parse ``market``'s 1-minute candles from a CSV or ZIP archive."""
-    if not path.is_file():
-        raise FileNotFoundError(f"archive file not found: {path}")
-    member = archive_member(path, market)
+def parse_archive(
+    path: Path, market: Market, *, stream: BinaryIO | None = None, sha256: str | None = None
+) -> ParsedArchive:
+    """Read and parse ``market``'s 1-minute candles from a CSV or ZIP archive.
+
+    Digest and candles come from one open file (``stream`` when given, else ``path`` opened
+    once), so they describe the same bytes even if the file at ``path`` is replaced meanwhile.
+    ``sha256`` is that file's digest when the caller has already computed it.
+    """
+    if stream is None:
+        if not path.is_file():
+            raise FileNotFoundError(f"archive file not found: {path}")
+        with path.open("rb") as opened:
+            return parse_archive(path, market, stream=opened, sha256=sha256)
+    member = archive_member(path, market, stream)
     if member is None:
         raise ArchiveFormatError(
             f"{path}: holds no 1-minute archive of {market.name}; expected a file or ZIP member "
             f"named one of {list(archive_names(market))}"
         )
-    data = read_member(path, member)
-    digest = sha256_file(path)
+    digest = sha256 or sha256_stream(stream)
     where = f"{path}" + (f" (member {member})" if member else "")
+    data = read_member(stream, member)
     return ParsedArchive(path, member, digest, split_by_month(parse_ohlcvt(data, where=where)))
 
 
@@ -240,7 +254,7 @@ class KrakenArchiveSource:
             log(f"{market.name} {month}: the archive {parsed.where} has no candles in this month")
             table = candle_table(*(np.empty(0),) * 6, np.empty(0, dtype=np.int64))
         closed = now_ms - now_ms % MINUTE_MS
-        ts = table.column("ts").cast(pa.int64()).to_numpy()
+        ts = ts_millis(table)
         table = table.slice(0, int(np.searchsorted(ts, closed - MINUTE_MS, side="right")))
         metadata: dict[str, Any] = {
             "source": "kraken_archive",

@@ -6,7 +6,13 @@ and which failures are worth waiting out. The sources (:mod:`.kraken_spot`,
 :mod:`.kraken_futures`) only say what to fetch.
 
 Public market data needs no API key, so none is ever configured; base URLs may still carry
-proxy credentials (``https://user:pass@proxy``), so they are redacted in every message.
+proxy credentials (``https://user:pass@proxy``). ccxt and requests quote the URL they called in
+their errors, so no third-party exception is ever chained to ours: :meth:`KrakenClient.call`
+raises ``from None`` with a redacted summary of the cause (:mod:`tradecore_lib.redaction`).
+
+Retries are bounded twice: by ``retry_attempts`` and by :data:`RETRY_BUDGET_S` seconds of
+total time per call (the last backoff is cut to what is left), so a permanent outage ends in
+about two minutes whatever the backoff settings; the final message says how long it tried.
 """
 
 from __future__ import annotations
@@ -15,14 +21,15 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import ccxt
 
-from tradecore_lib.options import options_from_mapping
-from tradecore_lib.redaction import redact_url
+from tradecore_lib.errors import ConfigError, TradeCoreError, TransientError
+from tradecore_lib.redaction import redact_url, redacted_cause
+from tradecore_lib.sources.kraken_options import KrakenOptions
 
 SPOT_URL_VAR = "TRADECORE_KRAKEN_SPOT_URL"
 FUTURES_URL_VAR = "TRADECORE_KRAKEN_FUTURES_URL"
@@ -49,57 +56,29 @@ _TRANSIENT_KRAKEN_ERRORS = (
 _PERMANENT_HTTP_STATUSES = frozenset({400, 401, 403, 404, 405, 410})
 _CCXT_HTTP_STATUS = re.compile(r"^\S+ (?:GET|POST|PUT|DELETE) \S+ (\d{3}) ")
 
+# Seconds one call may spend retrying, first request to last, before it gives up.
+RETRY_BUDGET_S = 120.0
+
 T = TypeVar("T")
 
 
-class KrakenError(RuntimeError):
+class KrakenError(TradeCoreError, RuntimeError):
     """A Kraken call failed; the message names market, month and what to do."""
 
 
 class KrakenPermanentError(KrakenError):
-    """Retrying cannot help: unknown pair, malformed payload, wrong URL."""
+    """Retrying cannot help: unknown pair, malformed payload, wrong URL (``retryable`` False).
 
-
-class KrakenUnavailableError(KrakenError):
-    """Transient failures outlasted the retry budget; a re-run resumes from the checkpoint."""
-
-
-@dataclass(frozen=True)
-class KrakenOptions:
-    """Connection and retry knobs, from the ``source:`` mapping of a Kraken market.
-
-    Attributes:
-        rate_limit_ms: minimum spacing between requests in milliseconds (ccxt's leaky
-            bucket); ``None`` keeps ccxt's value for the exchange, which follows Kraken's
-            published public limits (spot 1000 ms, futures 600 ms).
-        timeout_ms: HTTP timeout of one request in milliseconds.
-        retry_attempts: attempts per call, the first included, before giving up.
-        retry_base_delay_s: backoff before the first retry in seconds; doubles per retry.
-        retry_max_delay_s: cap of one backoff in seconds.
-        trades_page_size: trades per spot ``Trades`` request (Kraken serves at most 1000).
-        checkpoint_every_pages: spot trade pages between two checkpoints in the staging area.
-        boundary_overlap_s: seconds fetched before the month start, so the first minute is
-            built from a cursor that starts before it.
+    ``malformed`` is True when ccxt could not parse the payload (a row of the wrong type).
     """
 
-    rate_limit_ms: int | None = None
-    timeout_ms: int = 30_000
-    retry_attempts: int = 8
-    retry_base_delay_s: float = 1.0
-    retry_max_delay_s: float = 60.0
-    trades_page_size: int = 1000
-    checkpoint_every_pages: int = 20
-    boundary_overlap_s: int = 60
+    def __init__(self, message: str, *, malformed: bool = False) -> None:
+        super().__init__(message)
+        self.malformed = malformed
 
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any], *, market: str) -> KrakenOptions:
-        """Build from a market's ``source:`` mapping, rejecting unknown keys by name."""
-        options = options_from_mapping(cls, raw, f"market {market}: Kraken source")
-        if options.retry_attempts < 1 or not 1 <= options.trades_page_size <= 1000:
-            raise ValueError(
-                f"market {market}: retry_attempts must be >= 1 and trades_page_size 1..1000"
-            )
-        return options
+
+class KrakenUnavailableError(KrakenError, TransientError):
+    """Transient failures outlasted the retry budget; a re-run resumes from the checkpoint."""
 
 
 @dataclass
@@ -114,7 +93,7 @@ def base_url(variable: str, default: str) -> str:
     """The host root from ``variable`` (no trailing slash), or Kraken's public default."""
     url = (os.environ.get(variable) or default).rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise ValueError(f"{variable}={redact_url(url)!r} is not an http(s) URL")
+        raise ConfigError(f"{variable}={redact_url(url)!r} is not an http(s) URL")
     return url
 
 
@@ -163,6 +142,8 @@ class KrakenClient:
         options: retry and paging knobs.
         stats: requests and retries so far.
         sleep: the backoff sleeper (seconds); tests may replace it.
+        clock: monotonic seconds, for the retry budget; tests may replace it.
+        retry_budget_s: seconds one call may take, retries and backoff included.
     """
 
     exchange: ccxt.Exchange
@@ -170,6 +151,8 @@ class KrakenClient:
     options: KrakenOptions
     stats: CallStats = field(default_factory=CallStats)
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    retry_budget_s: float = RETRY_BUDGET_S
 
     @property
     def api_url(self) -> str:
@@ -181,34 +164,38 @@ class KrakenClient:
 
         ``what`` names the call for messages, e.g. ``"kraken_spot_btc_usd 2024-03: Trades
         since 1709251140000000000"``. Raises :class:`KrakenPermanentError` at once on a
-        permanent error and :class:`KrakenUnavailableError` when the attempts are used up.
+        permanent error, and :class:`KrakenUnavailableError` when ``retry_attempts`` are used
+        up or ``retry_budget_s`` has passed. Both are raised ``from None`` with the cause
+        summarized and redacted, so no URL credentials travel in an exception chain.
         """
-        started = time.monotonic()
-        for attempt in range(1, self.options.retry_attempts + 1):
+        started = self.clock()
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - classified right below
-                detail = self._describe(exc)
+                detail = redacted_cause(exc)
                 if not is_transient(exc):
-                    raise KrakenPermanentError(f"{what}: {detail}") from exc
-                if attempt == self.options.retry_attempts:
+                    raise KrakenPermanentError(
+                        f"{what}: {detail}", malformed=isinstance(exc, (TypeError, ValueError))
+                    ) from None
+                elapsed = self.clock() - started
+                if attempt >= self.options.retry_attempts or elapsed >= self.retry_budget_s:
                     raise KrakenUnavailableError(
                         f"{what}: Kraken at {self.api_url} still failing after {attempt} "
-                        f"attempts over {time.monotonic() - started:.1f}s (last error: "
-                        f"{detail}); re-run to resume from the checkpoint"
-                    ) from exc
-                self.stats.retries += 1
-                # Full jitter (uniform in [0, cap]) spreads retries of parallel runs apart.
-                cap = min(
-                    self.options.retry_max_delay_s,
-                    self.options.retry_base_delay_s * 2 ** (attempt - 1),
-                )
-                self.sleep(random.uniform(0.0, cap))
-        raise AssertionError("unreachable: the loop returns or raises")
-
-    def _describe(self, exc: BaseException) -> str:
-        # ccxt puts the request URL into its messages; keep proxy credentials out of them.
-        return f"{type(exc).__name__}: {exc}".replace(self.root, self.api_url)[:500]
+                        f"attempt(s) over {elapsed:.1f} s (limits: {self.options.retry_attempts} "
+                        f"attempts, {self.retry_budget_s:.0f} s); last error: {detail}; re-run "
+                        "to resume from the checkpoint"
+                    ) from None
+            self.stats.retries += 1
+            # Full jitter (uniform in [0, cap]) spreads retries of parallel runs apart; the
+            # last wait is cut to the budget left, so the budget bounds the whole call.
+            cap = min(
+                self.options.retry_max_delay_s,
+                self.options.retry_base_delay_s * 2 ** (attempt - 1),
+            )
+            self.sleep(min(random.uniform(0.0, cap), self.retry_budget_s - elapsed))
 
 
 def _build(

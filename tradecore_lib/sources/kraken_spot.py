@@ -36,12 +36,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tradecore_lib.candles import candle_table
+from tradecore_lib.candles import candle_table, ts_millis
 from tradecore_lib.lake import Lake
 from tradecore_lib.markets import Market
-from tradecore_lib.months import MINUTE_MS, Month
+from tradecore_lib.months import MINUTE_MS, Month, iso_utc
 from tradecore_lib.progress import Progress
-from tradecore_lib.sources import FetchResult, ccxt_version
+from tradecore_lib.sources import FetchResult, ccxt_version, source_options
 from tradecore_lib.sources.kraken_client import (
     KrakenClient,
     KrakenOptions,
@@ -231,7 +231,7 @@ class KrakenSpotSource:
 
     @classmethod
     def from_market(cls, market: Market, lake: Lake) -> KrakenSpotSource:
-        return cls(lake, KrakenOptions.from_mapping(market.source, market=market.name))
+        return cls(lake, source_options(market))
 
     def fetch_month(
         self, market: Market, month: Month, *, now_ms: int, log: Callable[[str], None]
@@ -281,7 +281,7 @@ class KrakenSpotSource:
             "trades_read": len(trades),
             "trade_pages": state.pages if state else 0,
             "resumed_from_checkpoint": resumed,
-            "month_complete": bool(state and state.complete),
+            "download_complete": bool(state and state.complete),
             "checkpoint": staging.uri,
             "ccxt_version": ccxt_version(),
             "fetch_seconds": 0.0,
@@ -381,11 +381,11 @@ class KrakenSpotSource:
                 {"since": str(cursor_ns), "count": self.options.trades_page_size},
             )
         except KrakenPermanentError as exc:
-            if isinstance(exc.__cause__, (TypeError, ValueError)):  # ccxt could not parse a row
+            if exc.malformed:  # ccxt could not parse a row: name it from the raw payload
                 raise KrakenPermanentError(
                     f"{call}: malformed payload, {_bad_raw_row(exchange.last_json_response)}; "
-                    "nothing from this page was kept"
-                ) from exc
+                    "nothing from this page was kept", malformed=True
+                ) from None
             raise
         if not trades:
             return TradeColumns.concat([]), cursor_ns
@@ -438,7 +438,7 @@ class KrakenSpotSource:
         if not ohlc.size:
             return {"ohlc_crosscheck_minutes": 0, "ohlc_crosscheck_mismatches": 0}
         first = int(ohlc[0, 0])
-        ts = table.column("ts").cast(pa.int64()).to_numpy()
+        ts = ts_millis(table)
         keep = ts >= first
         mine = np.column_stack(
             [ts[keep]] + [table.column(c).to_numpy()[keep] for c in
@@ -450,7 +450,7 @@ class KrakenSpotSource:
         mismatches = int(differing.any(axis=1).sum()) + len(mine) + len(ohlc) - 2 * len(common)
         if mismatches:
             log(f"WARNING {what}: {mismatches} of {len(ohlc)} minutes rebuilt from trades differ "
-                f"from Kraken's OHLC since {_iso(first)}")
+                f"from Kraken's OHLC since {iso_utc(first)}")
         return {"ohlc_crosscheck_minutes": len(ohlc), "ohlc_crosscheck_mismatches": mismatches}
 
 
@@ -489,7 +489,3 @@ def _bad_raw_row(response: Any) -> str:
 def _decimals(precision: float | None) -> int:
     """Decimal places of a ccxt tick-size precision (``1e-08`` -> 8); Kraken lots have 8."""
     return 8 if not precision else max(0, round(-math.log10(precision)))
-
-
-def _iso(ts_ms: int) -> str:
-    return np.datetime64(ts_ms, "ms").astype(str) + "Z"

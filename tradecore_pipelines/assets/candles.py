@@ -1,5 +1,6 @@
 """``candles/<market>``: monthly one-minute candles in the lake, and their per-partition checks."""
 
+import hashlib
 from datetime import timedelta
 
 import dagster as dg
@@ -11,6 +12,7 @@ from pydantic import Field
 
 from tradecore_lib.candles import (
     CheckOutcome,
+    inspect_coverage,
     inspect_gaps,
     inspect_ohlc,
     inspect_schema,
@@ -23,11 +25,15 @@ from tradecore_lib.months import Month, utc_now_ms
 from tradecore_lib.progress import Progress
 from tradecore_lib.sources import source_for
 from tradecore_pipelines.constants import CANDLES, asset_key, layer_tags
+from tradecore_pipelines.failures import step_failures
 from tradecore_pipelines.metadata import markdown_table
 from tradecore_pipelines.partitions import monthly_partitions
 from tradecore_pipelines.resources import LakeResource
 
-CHECK_NAMES = ("schema", "time_grid", "ohlc_sanity", "gaps")
+CHECK_NAMES = ("schema", "time_grid", "ohlc_sanity", "gaps", "coverage")
+# Metadata key of every check evaluation: the sha256 of the stored file it inspected, which
+# consumers compare with the file stored now (tradecore_pipelines.check_records).
+CHECKED_SHA256 = "checked_sha256"
 _CHECK_DESCRIPTIONS = {
     "schema": "Columns, order and dtypes equal the fixed candle schema; no nulls in ts/OHLCV.",
     "time_grid": "Timestamps on the minute grid, sorted, unique and inside the partition's month.",
@@ -35,8 +41,12 @@ _CHECK_DESCRIPTIONS = {
     "no NaN/inf.",
     "gaps": "Missing minutes between the first and last candle against the market's tolerance "
     "(warning within it, failure past it); uncovered month head/tail reported separately.",
+    "coverage": "A finished month's data reaches within gap_tolerance.max_uncovered_tail_minutes "
+    "of the month's end (warning for a shorter uncovered tail); the month in progress is "
+    "exempt.",
 }
 # A network hiccup should not fail a month-long download; sources retry themselves first.
+# Only retryable errors reach it: step_failures fails a permanent one at once.
 _LIVE_RETRY = dg.RetryPolicy(
     max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -69,6 +79,7 @@ def _partition_metadata(published: PublishedPartition) -> dict:
         "size_bytes": published.stored.size_bytes,
         "preview": markdown_table(published.preview),
         **published.source_metadata,
+        "month_complete": published.month_complete,
     }
 
 
@@ -109,12 +120,12 @@ def build_candles_asset(market: Market) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: CandlesConfig, lake: LakeResource
     ) -> None:
         store = lake.get_lake()
-        source = source_for(market, lake=store, archive_file=config.archive_file)
         months = [Month.parse(key) for key in context.partition_keys]
         now_ms = utc_now_ms()
-        with Progress(
+        with step_failures(), Progress(
             len(months), what=f"candles/{market.name}", unit="months", log=context.log.info
         ) as progress:
+            source = source_for(market, lake=store, archive_file=config.archive_file)
             for month in months:
                 published = ingest_month(
                     store, source, market, month, now_ms=now_ms, log=context.log.info
@@ -129,26 +140,33 @@ def build_candles_asset(market: Market) -> dg.AssetsDefinition:
 
 def _inspect_partition(
     lake: LakeResource, market: Market, month: Month, now_ms: int
-) -> list[CheckOutcome]:
+) -> tuple[list[CheckOutcome], str | None]:
+    """The outcomes of every check of one stored month, and the sha256 of the bytes they
+    inspected (None when there is no file)."""
     store = lake.get_lake()
     key = candle_key(market, month)
     try:
-        table = store.read_table(key)
-    except (FileNotFoundError, ValueError) as exc:
-        return [
-            CheckOutcome(name, False, f"cannot read partition {month}: {exc}")
-            for name in CHECK_NAMES
-        ]
+        data = store.read_bytes(key)
+    except FileNotFoundError as exc:
+        return [CheckOutcome(name, False, f"cannot read partition {month}: {exc}")
+                for name in CHECK_NAMES], None
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        table = store.parse_table(key, data)
+    except ValueError as exc:
+        return [CheckOutcome(name, False, f"cannot read partition {month}: {exc}")
+                for name in CHECK_NAMES], digest
     schema = inspect_schema(table)
     if not schema.passed:
         skipped = f"not inspected: the schema check failed ({schema.description})"
-        return [schema, *(CheckOutcome(name, False, skipped) for name in CHECK_NAMES[1:])]
+        return [schema, *(CheckOutcome(name, False, skipped) for name in CHECK_NAMES[1:])], digest
     return [
         schema,
         inspect_time_grid(table, month),
         inspect_ohlc(table),
         inspect_gaps(table, month, market.gap_tolerance, now_ms),
-    ]
+        inspect_coverage(table, month, market.gap_tolerance, now_ms),
+    ], digest
 
 
 def _target_materialization(
@@ -193,7 +211,8 @@ def build_candle_checks(market: Market) -> dg.AssetChecksDefinition:
         for partition_key in context.op_execution_context.partition_keys:
             month = Month.parse(partition_key)
             target = _target_materialization(context, key, partition_key)
-            for outcome in _inspect_partition(lake, market, month, now_ms):
+            outcomes, digest = _inspect_partition(lake, market, month, now_ms)
+            for outcome in outcomes:
                 if outcome.warning:
                     context.log.warning(f"candles/{market.name} {month}: {outcome.description}")
                 yield dg.AssetCheckEvaluation(
@@ -205,6 +224,7 @@ def build_candle_checks(market: Market) -> dg.AssetChecksDefinition:
                     metadata={
                         "partition": partition_key,
                         "warning": outcome.warning,
+                        CHECKED_SHA256: digest or "-",
                         **outcome.metadata,
                     },
                     partition=partition_key,

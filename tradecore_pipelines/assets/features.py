@@ -22,7 +22,9 @@ from tradecore_lib.features import (
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
 from tradecore_lib.progress import Progress
+from tradecore_pipelines.check_records import require_checked_candles
 from tradecore_pipelines.constants import CANDLES, FEATURES, asset_key, layer_tags
+from tradecore_pipelines.failures import step_failures
 from tradecore_pipelines.partitions import monthly_partitions
 from tradecore_pipelines.resources import LakeResource
 
@@ -134,16 +136,24 @@ def build_features_asset(market: Market) -> dg.AssetsDefinition:
     def features(
         context: dg.AssetExecutionContext, config: FeaturesConfig, lake: LakeResource
     ) -> None:
-        chosen = resolve_preset(config, market)
-        context.log.info(
-            f"preset {chosen.name} ({chosen.source}): {len(chosen.columns)} columns, "
-            f"lookback {chosen.lookback} bars"
-        )
         months = [Month.parse(key) for key in context.partition_keys]
         store = lake.get_lake()
-        with Progress(
+        with step_failures(), Progress(
             len(months), what=f"features/{market.name}", unit="months", log=context.log.info
         ) as progress:
+            chosen = resolve_preset(config, market)
+            context.log.info(
+                f"preset {chosen.name} ({chosen.source}): {len(chosen.columns)} columns, "
+                f"lookback {chosen.lookback} bars"
+            )
+            # Month M reads M-1 for warm-up: both must have passed their stored checks.
+            read = {m for month in months for m in (month.previous(), month)
+                    if m >= market.first_month}
+            require_checked_candles(
+                context.instance, store, market, read,
+                consumer=f"{features_key(market).to_user_string()} "
+                f"{months[0]}..{months[-1]}",
+            )
             for published in publish_months(store, market, months, chosen):
                 context.add_asset_metadata(
                     _partition_metadata(published, chosen),
