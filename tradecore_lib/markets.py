@@ -29,7 +29,14 @@ from pydantic import (
 )
 
 from tradecore_lib.candles import GapTolerance
-from tradecore_lib.config import ConfigModel, Loc, check_reference, format_location, validate
+from tradecore_lib.config import (
+    ConfigModel,
+    Loc,
+    check_reference,
+    did_you_mean,
+    format_location,
+    validate,
+)
 from tradecore_lib.errors import ConfigError
 from tradecore_lib.months import Month
 from tradecore_lib.paths import config_dir
@@ -229,6 +236,6 @@ def get_market(name: str, path: Path | None = None) -> Market:
     """One market by name, enabled or not."""
     markets = {m.name: m for m in load_markets(path, include_disabled=True)}
     if name not in markets:
-        raise MarketConfigError(f"unknown market {name!r}; {path or markets_file()} lists "
-                                f"{sorted(markets)}")
+        raise MarketConfigError(f"unknown market {name!r}{did_you_mean(name, markets) or ';'} "
+                                f"{path or markets_file()} lists {', '.join(sorted(markets))}")
     return markets[name]

@@ -57,6 +57,8 @@ def test_name_must_match_venue_and_symbol(tmp_path):
 def test_unknown_market_lists_known(tmp_path):
     with pytest.raises(MarketConfigError, match="synthetic_btc_usd"):
         get_market("nope", _write(tmp_path, BASE))
+    with pytest.raises(MarketConfigError, match="did you mean 'synthetic_btc_usd'"):
+        get_market("synthetic_btc_us", _write(tmp_path, BASE))
 
 
 def test_month_arithmetic():
