@@ -19,9 +19,14 @@ BENCH_PEERS_STAMP := $(BENCH_PEERS)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-export DAGSTER_HOME := $(CURDIR)/.dagster_home
+# The Dagster instance: the user's own DAGSTER_HOME when set (never written into), else a
+# repo-local one that the Makefile creates with its dagster.yaml.
+DEFAULT_DAGSTER_HOME := $(CURDIR)/.dagster_home
+DAGSTER_HOME ?= $(DEFAULT_DAGSTER_HOME)
+export DAGSTER_HOME
+INSTANCE_CONFIG := $(if $(filter $(DEFAULT_DAGSTER_HOME),$(DAGSTER_HOME)),$(DEFAULT_DAGSTER_HOME)/dagster.yaml)
 
-.PHONY: demo test ui bench lint clean
+.PHONY: demo test ui bench lint clean check-candles
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,16 +35,20 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch, dagster, talib, ccxt; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 
-$(DAGSTER_HOME)/dagster.yaml:
-	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+# Run monitoring enforces start/cancel timeouts; dead_run_worker_sensor marks a run whose
+# worker process died failed (the default run launcher reports no worker health).
+$(DEFAULT_DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DEFAULT_DAGSTER_HOME)
+	printf '%s\n' 'telemetry:' '  enabled: false' 'run_monitoring:' '  enabled: true' \
+		'  start_timeout_seconds: 180' '  cancel_timeout_seconds: 180' \
+		'  max_resume_run_attempts: 0' '  poll_interval_seconds: 120' > $@
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -q
 	$(SUDO) apt-get install -y -q chromium
 
 ## demo: materialize the synthetic market's whole chain on the local Dagster instance
-demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+demo: $(STAMP) $(INSTANCE_CONFIG)
 	$(PY) -m tradecore_pipelines.demo
 
 ## test: the whole test suite, UI tests in Chromium included (pytest exit 5, "no tests
@@ -50,8 +59,13 @@ test: $(STAMP) $(CHROMIUM)
 	exit $$rc
 
 ## ui: the Dagster web UI and daemon (schedules, sensors, backfills) on http://127.0.0.1:3000
-ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+ui: $(STAMP) $(INSTANCE_CONFIG)
 	$(VENV)/bin/dagster dev -w workspace.yaml
+
+## check-candles: run the candle checks of every stored month (MARKET=<name> for one market)
+## and record them in the instance; consumers refuse months without passed checks
+check-candles: $(STAMP) $(INSTANCE_CONFIG)
+	$(PY) -m tradecore_pipelines.check_records $(if $(MARKET),--market $(MARKET))
 
 $(BENCH_PEERS_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet --no-deps --target $(BENCH_PEERS) gym-anytrading==2.0.0 2>&1 \
