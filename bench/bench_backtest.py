@@ -3,8 +3,11 @@
 The demo's evaluation: ``synthetic_btc_usd`` with the ``cpu-smoke`` training preset (trained
 here through the real entry point, ``tradecore_lib.train.ppo_train``: PPO MLP 64-64 with
 VecNormalize), validation 2024-02 and test 2024-03, policies agent, buy_and_hold, flat and
-random. Printed: seconds of each split's backtest per policy (best of ``--repeat``), the
-total, and bars/s.
+random. Today's walk (:func:`tradecore_lib.evaluation.backtest.run_policies`): every policy is
+an account of the one engine; the precomputed baselines walk the split in one kernel pass,
+the agent bar by bar with its network evaluated inside the kernel. Printed per split (best of
+``--repeat``): the whole call (all policies, including the frame's preparation), the agent
+alone, the baselines alone, with bars/s; then the total against the old walk's.
 
 Baseline, measured once before the one-engine rewrite (issue 9) at commit 01cac53 with this
 file's first version: the old walk (``evaluation.backtest.backtest``: one single
@@ -29,22 +32,24 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import tests_path  # noqa: F401
 from timing import best_of
 
+from tests.lakes import synthetic_lake
 from tradecore_lib.evaluation.agent import Agent
-from tradecore_lib.evaluation.backtest import backtest, baseline_policies
+from tradecore_lib.evaluation.backtest import baseline_policies, decision_rows, run_policies
 from tradecore_lib.features import WARMUP_COLUMN
 from tradecore_lib.train import ppo_train
 from tradecore_lib.train.checkpoints import RunStore
 from tradecore_lib.train.data import load_frame
-from tradecore_lib.train.testing import synthetic_lake
 
 PRESET = "cpu-smoke"
+OLD_WALK_S = 9.48  # the old walk at 01cac53, all splits and policies (see the docstring)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         lake, market = synthetic_lake(f"{tmp}/lake", months=3)
@@ -57,19 +62,22 @@ def main() -> None:
         frames = {split: load_frame(lake, market, cfg.data.months(split),
                                     agent.lineage["feature_preset"]).frame
                   for split in ("validation", "test")}
-    policies = {"agent": agent,
-                **baseline_policies(settings, cfg.evaluation.random_baseline_seed)}
+    seed = cfg.evaluation.random_baseline_seed
     total = 0.0
-    bars = 0
-    print(f"{'split':11} {'policy':13} {'bars':>7} {'seconds':>8} {'bars/s':>10}")
+    print(f"{'split':11} {'policies':22} {'bars':>7} {'seconds':>8} {'bars/s':>12}")
     for split, frame in frames.items():
-        for name, policy in policies.items():
-            seconds, traj = best_of(args.repeat, lambda: backtest(frame, settings, policy))
-            total += seconds
-            bars += len(traj.equity)
-            print(f"{split:11} {name:13} {len(traj.equity):7d} {seconds:8.2f} "
-                  f"{len(traj.equity) / seconds:10,.0f}")
-    print(f"all splits and policies: {total:.2f} s ({bars / total:,.0f} bars/s)")
+        baselines = baseline_policies(settings, len(decision_rows(frame, settings)), seed)
+        groups = {"all (agent + baselines)": {"agent": agent.policy, **baselines},
+                  "agent": {"agent": agent.policy}, "baselines (one pass)": baselines}
+        for label, policies in groups.items():
+            seconds, runs = best_of(args.repeat,
+                                    lambda f=frame, p=policies: run_policies(f, settings, p))
+            bars = sum(len(run.equity) for run in runs.values())
+            if label.startswith("all"):
+                total += seconds
+            print(f"{split:11} {label:22} {bars:7d} {seconds:8.2f} {bars / seconds:12,.0f}")
+    print(f"all splits and policies: {total:.2f} s; the old walk: {OLD_WALK_S:.2f} s "
+          f"({OLD_WALK_S / total:.1f}x faster)")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import tests_path  # noqa: F401
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from tests.frames import synthetic_frame
 from tradecore_lib.env import MarketData, load_env_config, make_env, make_vec_env
-from tradecore_lib.env.testing import synthetic_frame
 
 
 def _rate(step: Callable[[], int], seconds: float) -> float:

@@ -29,14 +29,15 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import tests_path  # noqa: F401
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
+from tests.lakes import synthetic_lake
 from tradecore_lib.env import make_vec_env
 from tradecore_lib.features import WARMUP_COLUMN
 from tradecore_lib.train.data import load_frame
-from tradecore_lib.train.testing import synthetic_lake
 
 ROLLOUT = 8192
 ITERATIONS = 3

@@ -1,17 +1,18 @@
-"""Dry-run signals: what the champion would do on the newest data. No orders, anywhere.
+"""Dry-run signals: what a model would do on the newest data. No orders, anywhere.
 
-The champion (the MLflow ``champion`` alias of the market's registered model) plays the newest
-month that has candles and features, through the same env and engine as its evaluation, so
-its account state (position, stops) evolves as it would have; the last ``signal_bars``
-decisions are written as a parquet table::
+The model (a finished training run, named by its run id: the champion record's) walks the
+newest month that has candles and features with the one engine, exactly as its evaluation
+does, so its account state (position, stops) evolves as it would have; the last
+``signal_bars`` decisions are written as a parquet table::
 
     <lake_root>/signals/<market>/year=YYYY/month=MM/part-0.parquet
 
 Columns: ``ts`` (open time of the bar after whose close the decision was made, UTC),
-``execute_at`` (open time of the bar the order would fill on), ``target_position`` (signed
+``execute_at`` (open time of the bar the order fills on), ``target_position`` (signed
 fraction in [-1, 1] of the RiskGuard's full size), ``action_probs`` (probabilities of the
 env's target positions, empty for continuous actions), ``confidence`` (the largest of them,
-null for continuous actions), ``model_name``, ``model_version``, ``run_id``, ``generated_at``.
+null for continuous actions), ``model`` (the label the caller gives, e.g. the registered
+model and version), ``run_id``, ``generated_at``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
+from tradecore_lib.env import MarketData
 from tradecore_lib.evaluation.agent import Agent
-from tradecore_lib.evaluation.backtest import backtest
+from tradecore_lib.evaluation.backtest import plan_walk, run_policies, walk_config
 from tradecore_lib.features import WARMUP_COLUMN
 from tradecore_lib.lake import Lake, StoredFile
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
-from tradecore_lib.tracking import CHAMPION, Tracker, model_name
 from tradecore_lib.train.checkpoints import RunStore
 from tradecore_lib.train.data import latest_feature_month, load_frame
 
@@ -38,15 +39,10 @@ SIGNAL_SCHEMA = pa.schema([
     ("target_position", pa.float64()),
     ("action_probs", pa.list_(pa.float64())),
     ("confidence", pa.float64()),
-    ("model_name", pa.string()),
-    ("model_version", pa.string()),
+    ("model", pa.string()),
     ("run_id", pa.string()),
     ("generated_at", pa.timestamp("ms", tz="UTC")),
 ])
-
-
-class NoChampionError(LookupError):
-    """The market has no champion model to produce signals with."""
 
 
 def signals_key(market: Market, month: Month) -> str:
@@ -60,46 +56,42 @@ class PublishedSignals:
     stored: StoredFile
     table: pa.Table
     month: Month
-    model_name: str
-    model_version: str
+    model: str
     run_id: str
 
 
-def publish_signals(lake: Lake, market: Market, tracker: Tracker, last_month: Month
-                    ) -> PublishedSignals:
-    """Run the champion on the newest month up to ``last_month`` and write its signals.
+def publish_signals(lake: Lake, market: Market, run_id: str, model_label: str,
+                    last_month: Month) -> PublishedSignals:
+    """Walk run ``run_id``'s model over the newest month up to ``last_month`` and write its
+    signals, labelled ``model_label`` (e.g. ``tradecore-ppo-<market> v3``).
 
     Raises:
-        NoChampionError: no model version holds the ``champion`` alias.
+        UnfinishedRunError: the run has no final model.
+        MissingDataError: no month has both candles and the run's features.
     """
-    champion = tracker.champion(market.name)
-    if champion is None:
-        raise NoChampionError(
-            f"signals/{market.name}: no champion: registered model {model_name(market.name)!r} "
-            f"has no {CHAMPION!r} alias in MLflow ({tracker.where}). Materialize "
-            f"ppo_agent/{market.name} and evaluation/{market.name}; the promotion gate sets the "
-            "alias when the evaluation passes it."
-        )
-    agent = Agent.load(RunStore(lake, market.name, champion.run_id))
+    agent = Agent.load(RunStore(lake, market.name, run_id))
     preset = agent.lineage["feature_preset"]
     month = latest_feature_month(lake, market, preset, last_month)
-    data = load_frame(lake, market, [month], preset)
-    traj = backtest(data.frame, agent.config.env_settings(WARMUP_COLUMN), agent)
-    keep = slice(-agent.config.evaluation.signal_bars, None)
-    n = len(traj.target[keep])
-    probs = traj.probs[keep] if traj.probs is not None else None
+    frame = load_frame(lake, market, [month], preset).frame
+    settings = agent.config.env_settings(WARMUP_COLUMN)
+    data = MarketData.from_frame(frame, walk_config(settings))
+    walk = plan_walk(data, settings)
+    run = run_policies(data, settings, {"agent": agent.policy})["agent"]
+    # the decisions the walk executes: every row but a segment's last (the data's last bar
+    # included), each filled at the next bar's open
+    executed = np.flatnonzero(~walk.seg_end)[-agent.config.evaluation.signal_bars:]
+    n = len(executed)
+    probs = run.probs[executed] if run.probs is not None else None
     now = datetime.now(UTC)
     table = pa.table({
-        "ts": pa.array(traj.decision_ts_ms[keep], pa.timestamp("ms", tz="UTC")),
-        "execute_at": pa.array(traj.ts_ms[keep], pa.timestamp("ms", tz="UTC")),
-        "target_position": traj.target[keep].astype(np.float64),
+        "ts": pa.array(run.ts_ms[executed], pa.timestamp("ms", tz="UTC")),
+        "execute_at": pa.array(data.ts_ms[walk.rows[executed] + 1], pa.timestamp("ms", tz="UTC")),
+        "target_position": run.target[executed],
         "action_probs": [list(p) for p in probs] if probs is not None else [[]] * n,
         "confidence": probs.max(axis=1) if probs is not None else pa.nulls(n, pa.float64()),
-        "model_name": [champion.model_name] * n,
-        "model_version": [champion.version] * n,
-        "run_id": [champion.run_id] * n,
+        "model": [model_label] * n,
+        "run_id": [run_id] * n,
         "generated_at": pa.array([now] * n, pa.timestamp("ms", tz="UTC")),
     }, schema=SIGNAL_SCHEMA)
     stored = lake.write_table(signals_key(market, month), table)
-    return PublishedSignals(stored, table, month, champion.model_name, champion.version,
-                            champion.run_id)
+    return PublishedSignals(stored, table, month, model_label, run_id)

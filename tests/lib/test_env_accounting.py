@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.frames import random_walk_frame
 from tradecore_lib.env import make_env
-from tradecore_lib.env.testing import random_walk_frame
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -44,18 +45,27 @@ def scenarios(draw, continuous: bool = False):
     return frame, cfg, actions
 
 
+class Fill(NamedTuple):
+    bar: int
+    ts_ms: int
+    kind: str
+    qty: float
+    price: float
+    fee: float
+
+
 def run_episode(frame, cfg, actions):
-    env = make_env(frame, cfg)
+    env = make_env(frame, cfg, record_fills=True)
     env.reset(seed=0)
     d = env.data
     records = []
     for action in actions:
-        qty_before = env.account.qty
-        n_fills_before = len(env.engine.fills)
+        qty_before = env.account["qty"]
+        n_fills_before = env.fills().num_rows
         act = np.array([action], dtype=np.float32) if cfg["action_mode"] == "continuous" \
             else action
         _, reward, terminated, truncated, info = env.step(act)
-        new_fills = env.engine.fills[n_fills_before:]
+        new_fills = [Fill(**row) for row in env.fills().to_pylist()[n_fills_before:]]
         records.append((qty_before, new_fills, reward, info))
         if terminated or truncated:
             break
@@ -75,9 +85,8 @@ def test_equity_cash_fees_and_fill_prices(case):
             # no trade ever fills outside its bar's [low, high]; fills happen on the played bar
             assert f.bar == bar
             assert d.low[bar] <= f.price <= d.high[bar]
-            expected_rate = cfg["maker_fee"] if f.kind == "take_profit" else cfg["taker_fee"]
-            assert f.rate == expected_rate
-            assert f.fee == abs(f.qty) * f.price * f.rate
+            rate = cfg["maker_fee"] if f.kind == "take_profit" else cfg["taker_fee"]
+            assert f.fee == abs(f.qty) * f.price * rate
             fees_from_fills += f.fee
             cash -= f.qty * f.price + f.fee
         fees_reported += info["fees"]
@@ -149,7 +158,7 @@ def test_buy_and_hold_reproduces_buy_and_hold_minus_one_taker_fee(seed, n, vol, 
     frame = random_walk_frame(np.random.default_rng(seed), n + BASE["window"], vol=vol)
     cfg = dict(BASE, taker_fee=taker, slippage_bps=0.0, stop_loss_bps=10_000.0,
                take_profit_bps=0.0, risk_pct=1.0, max_leverage=1.0, max_drawdown=1.0)
-    env = make_env(frame, cfg)
+    env = make_env(frame, cfg, record_fills=True)
     env.reset(seed=0)
     first = env.bar + 1
     info = {}
@@ -159,7 +168,7 @@ def test_buy_and_hold_reproduces_buy_and_hold_minus_one_taker_fee(seed, n, vol, 
         if truncated:
             break
     last = info["bar"]
-    assert len(env.engine.fills) == 1
+    assert env.fills().num_rows == 1
     bh_return = frame["close"].iloc[last] / frame["open"].iloc[first] - 1.0
     assert math.isclose(info["equity"] / 10_000.0 - 1.0, bh_return - taker,
                         rel_tol=1e-9, abs_tol=1e-12)

@@ -11,8 +11,14 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import VecEnv
 
-from tradecore_lib.env import INFO_KEYS, TradeVecEnv, available_presets, make_env, make_vec_env
-from tradecore_lib.env.testing import synthetic_frame
+from tests.frames import synthetic_frame
+from tradecore_lib.env import (
+    INFO_KEYS,
+    TradeVecEnv,
+    available_env_presets,
+    make_env,
+    make_vec_env,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +27,7 @@ def frame():
 
 
 def test_presets_shipped():
-    assert {"default", "continuous", "nudge", "extended"} <= set(available_presets())
+    assert {"default", "continuous", "nudge", "extended"} <= set(available_env_presets())
 
 
 @pytest.mark.parametrize("preset", ["default", "continuous", "nudge", "extended"])

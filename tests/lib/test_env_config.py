@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from tradecore_lib.env import EnvConfig, EnvConfigError, FrameError, load_env_config, make_env
-from tradecore_lib.env.testing import synthetic_frame
+from tests.frames import synthetic_frame
+from tradecore_lib.env import EnvConfig, FrameError, load_env_config, make_env
+from tradecore_lib.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", ["default", "continuous", "nudge", "extended"])
@@ -37,12 +38,12 @@ def test_overrides_on_a_base_preset():
     ({"risk_pct": True}, "risk_pct"),
 ])
 def test_bad_values_name_the_key(raw, key):
-    with pytest.raises(EnvConfigError, match=key):
+    with pytest.raises(ConfigError, match=key):
         load_env_config(raw)
 
 
 def test_unknown_preset_lists_the_available_ones():
-    with pytest.raises(EnvConfigError, match="available"):
+    with pytest.raises(ConfigError, match="Available: continuous, default"):
         load_env_config("no-such-preset")
 
 
@@ -51,8 +52,8 @@ def test_preset_file_from_config_dir(tmp_path, monkeypatch):
     (tmp_path / "env" / "mine.json").write_text(json.dumps({"window": 16, "nudge": True}))
     (tmp_path / "env" / "broken.json").write_text("{")
     monkeypatch.setenv("TRADECORE_CONFIG_DIR", str(tmp_path))
-    assert load_env_config("mine") == EnvConfig(window=16, nudge=True)
-    with pytest.raises(EnvConfigError, match="not valid JSON"):
+    assert load_env_config("mine") == EnvConfig(name="mine", window=16, nudge=True)
+    with pytest.raises(ConfigError, match="not valid JSON"):
         load_env_config("broken")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,9 +27,22 @@ def candles(rows):
 
 
 def env_on(rows, **overrides):
-    env = make_env(candles(rows), dict(BASE, **overrides))
+    env = make_env(candles(rows), dict(BASE, **overrides), record_fills=True)
     env.reset(seed=0, options={"start": 1})
     return env
+
+
+class Fill(NamedTuple):
+    bar: int
+    ts_ms: int
+    kind: str
+    qty: float
+    price: float
+    fee: float
+
+
+def fills(env) -> list[Fill]:
+    return [Fill(**row) for row in env.fills().to_pylist()]
 
 
 QUIET = [(100, 100.5, 99.5, 100)] * 2
@@ -38,7 +52,7 @@ def test_decision_fills_at_next_open_with_slippage_and_taker_fee():
     env = env_on(QUIET + [(101, 101.5, 100.5, 101), (102, 102.5, 101.5, 102)],
                  slippage_bps=10.0)
     _, _, _, _, info = env.step(LONG)
-    fill = env.engine.fills[-1]
+    fill = fills(env)[-1]
     assert fill.bar == 2 and fill.kind == "market"
     assert fill.price == pytest.approx(101 * 1.001)  # next bar's open, not the decision close
     assert fill.qty == pytest.approx(10_000 / 101)  # full equity: 1 % risk / 1 % stop = 1x
@@ -49,14 +63,14 @@ def test_decision_fills_at_next_open_with_slippage_and_taker_fee():
 def test_slippage_never_leaves_the_bar():
     env = env_on(QUIET + [(101, 101.02, 100.5, 101)] * 2, slippage_bps=50.0)
     env.step(LONG)
-    assert env.engine.fills[-1].price == 101.02  # clipped to the bar's high
+    assert fills(env)[-1].price == 101.02  # clipped to the bar's high
 
 
 def test_stop_loss_intrabar_pays_taker():
     env = env_on(QUIET + [(100, 100.2, 99.9, 100), (100, 100.1, 98.5, 99)], slippage_bps=5.0)
     env.step(LONG)
     _, _, _, _, info = env.step(LONG)
-    stop = env.engine.fills[-1]
+    stop = fills(env)[-1]
     assert stop.kind == "stop" and stop.bar == 3
     entry = 100 * 1.0005  # the entry itself paid slippage
     assert stop.price == pytest.approx(entry * 0.99 * (1 - 0.0005))  # stop level, slipped
@@ -68,7 +82,7 @@ def test_take_profit_is_a_maker_limit():
     env = env_on(QUIET + [(100, 100.2, 99.9, 100), (100, 103, 99.5, 102.5)])
     env.step(LONG)
     _, _, _, _, info = env.step(LONG)
-    tp = env.engine.fills[-1]
+    tp = fills(env)[-1]
     assert tp.kind == "take_profit" and tp.price == pytest.approx(102.0)
     assert info["limit_fee"] == pytest.approx(abs(tp.qty) * 102.0 * 0.0002)
     assert info["stop_fee"] == 0.0
@@ -78,14 +92,14 @@ def test_both_touched_in_one_bar_assumes_the_stop_first():
     env = env_on(QUIET + [(100, 100.2, 99.9, 100), (100, 103, 98, 102.5)])
     env.step(LONG)
     env.step(LONG)
-    assert env.engine.fills[-1].kind == "stop"
+    assert fills(env)[-1].kind == "stop"
 
 
 def test_short_stop_and_gap_through_fills_at_open():
     env = env_on(QUIET + [(100, 100.2, 99.9, 100), (103, 104, 102.5, 103.5)])
     env.step(SHORT)
     env.step(SHORT)
-    stop = env.engine.fills[-1]
+    stop = fills(env)[-1]
     assert stop.kind == "stop" and stop.qty > 0 and stop.price == 103.0  # opened beyond 101
 
 
@@ -95,9 +109,9 @@ def test_after_a_stop_the_target_is_flat_until_the_agent_acts_again():
     env.step(LONG)
     env.step(LONG)  # stopped out
     _, _, _, _, info = env.step(FLAT)
-    assert info["position_qty"] == 0.0 and len(env.engine.fills) == 2
+    assert info["position_qty"] == 0.0 and len(fills(env)) == 2
     env.step(LONG)  # re-enters
-    assert env.engine.fills[-1].kind == "market" and env.account.qty > 0
+    assert fills(env)[-1].kind == "market" and env.account["qty"] > 0
 
 
 def test_kill_switch_terminates_on_drawdown():
@@ -116,10 +130,10 @@ def test_leverage_cap_and_risk_sizing():
     rows = QUIET + [(100, 100.2, 99.9, 100)] * 2
     env = env_on(rows, stop_loss_bps=50.0, max_leverage=1.5)
     env.step(LONG)  # 1 % / 0.5 % = 2x, capped at 1.5x
-    assert env.engine.fills[-1].qty * 100 == pytest.approx(15_000)
+    assert fills(env)[-1].qty * 100 == pytest.approx(15_000)
     env = env_on(rows, stop_loss_bps=400.0, max_leverage=3.0)
     env.step(SHORT)  # 1 % / 4 % = 0.25x
-    assert env.engine.fills[-1].qty * 100 == pytest.approx(-2_500)
+    assert fills(env)[-1].qty * 100 == pytest.approx(-2_500)
 
 
 def test_nudge_moves_stop_within_bounds():

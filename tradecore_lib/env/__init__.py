@@ -1,4 +1,4 @@
-"""The trading environment: execution engine, RiskGuard, reward, single and batched envs.
+"""The trading environment: one engine (numba kernels), the batched and the single env.
 
 Public API::
 
@@ -10,46 +10,54 @@ Public API::
 ``frame`` is a pandas DataFrame with ``ts``, ``open``, ``high``, ``low``, ``close``,
 ``volume`` and numeric feature columns (every numeric, non-boolean column other than ``ts``,
 OHLCV and ``trades``); ``preset`` is a name in ``configs/env/``, a mapping (optionally
-``{"preset": "<base>", ...overrides}``) or an :class:`EnvConfig`.
+``{"preset": "<base>", ...overrides}``) or an :class:`EnvConfig`. The rules of trading are
+in :mod:`tradecore_lib.env.kernels`, once; both envs and the evaluation backtest step them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tradecore_lib.env.config import (
-    EnvConfig,
-    EnvConfigError,
-    available_presets,
-    load_env_config,
-)
-from tradecore_lib.env.execution import ExecutionEngine, Fill
+from tradecore_lib.env.config import EnvConfig, available_env_presets, load_env_config
+from tradecore_lib.env.engine import Engine, FillLog
+from tradecore_lib.env.kernels import FILL_KINDS
 from tradecore_lib.env.observation import FrameError, MarketData
-from tradecore_lib.env.risk import RiskGuard
 from tradecore_lib.env.trading_env import INFO_KEYS, TradingEnv
-from tradecore_lib.env.vec_env import TradeVecEnv
+
+if TYPE_CHECKING:
+    from tradecore_lib.env.vec_env import TradeVecEnv
+
+
+def __getattr__(name: str) -> Any:
+    # TradeVecEnv is an SB3 VecEnv (imports torch): loaded on first use, so that validating env
+    # presets (tradecore_lib.env.config) when the code location loads stays light.
+    if name == "TradeVecEnv":
+        from tradecore_lib.env.vec_env import TradeVecEnv
+
+        return TradeVecEnv
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 Preset = str | Mapping[str, Any] | EnvConfig
 
 __all__ = [
-    "INFO_KEYS", "EnvConfig", "EnvConfigError", "ExecutionEngine", "Fill", "FrameError",
-    "MarketData", "RiskGuard", "TradeVecEnv", "TradingEnv", "available_presets",
-    "load_env_config", "make_env", "make_vec_env",
+    "FILL_KINDS", "INFO_KEYS", "Engine", "EnvConfig", "FillLog", "FrameError", "MarketData",
+    "TradeVecEnv", "TradingEnv", "available_env_presets", "load_env_config", "make_env",
+    "make_vec_env",
 ]
 
 
 def make_env(frame: pd.DataFrame | MarketData, preset: Preset = "default",
-             seed: int | None = None) -> TradingEnv:
+             seed: int | None = None, record_fills: bool = False) -> TradingEnv:
     """One :class:`TradingEnv` on ``frame``; ``seed`` seeds its first ``reset()``.
 
     The returned env is not reset yet when ``seed`` is None; with a seed it is reset once
     (``env.reset(seed=seed)``) so its start draws are fixed, and the next ``reset()`` without a
     seed continues them.
     """
-    env = TradingEnv(frame, preset)
+    env = TradingEnv(frame, preset, record_fills)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -57,10 +65,12 @@ def make_env(frame: pd.DataFrame | MarketData, preset: Preset = "default",
 
 
 def make_vec_env(frame: pd.DataFrame | MarketData, n_envs: int, preset: Preset = "default",
-                 seed: int | None = None) -> TradeVecEnv:
+                 seed: int | None = None, record_fills: bool = False) -> TradeVecEnv:
     """A :class:`TradeVecEnv` of ``n_envs`` envs on ``frame``; env ``i`` is seeded ``seed + i``
     at the first ``reset()`` (SB3's convention, as ``VecEnv.seed``)."""
-    venv = TradeVecEnv(frame, n_envs, preset)
+    from tradecore_lib.env.vec_env import TradeVecEnv
+
+    venv = TradeVecEnv(frame, n_envs, preset, record_fills)
     if seed is not None:
         venv.seed(seed)
         venv.action_space.seed(seed)

@@ -1,17 +1,41 @@
-"""Numba kernels of :class:`~tradecore_lib.env.vec_env.TradeVecEnv`: one bar for N accounts,
-and the N observations written straight into the output array.
+"""The one trading engine: numba kernels that play one bar for N accounts.
 
-Each loop body performs, for one env, the IEEE operations of the scalar code in the same
-order (``TradingEnv._decode``, ``ExecutionEngine.execute``, ``RewardFn.terms``, ``RiskGuard``,
-``account_vector``), so the vector env agrees with N single envs bit for bit. ``fastmath`` is
-off, so there is no reassociation and no FMA contraction. Python's ``max(x, c)`` and
-``min(x, c)`` are spelled out by :func:`_pymax` / :func:`_pymin` so NaNs behave as they do in
-the scalar code.
+Every rule of trading lives here, once, in :func:`_play` (one account, one bar): nudges of the
+stop distances, the rebalance at the bar's open (RiskGuard sizing, taker fee, slippage),
+intrabar stop-loss / take-profit (stop first), the mark to market at the close, the reward
+and the kill switch. Three entry points call it:
 
-Why numba: per env a step is ~60 floating-point operations plus a 4 KB window copy; as ~80
-numpy calls on (N,) arrays plus a gather through a temporary it cost ~400 µs for N = 256,
-against ~55 µs as these two loops (~45 µs of it the 1.1 MB of windows). ``cache=True`` keeps
-the compiled code in ``__pycache__`` so only the first process compiles (about 4 s).
+* :func:`step_accounts` plays, for each account, its own current bar (the training env
+  :class:`~tradecore_lib.env.vec_env.TradeVecEnv` and the single env, an N = 1 view);
+* :func:`walk_accounts` plays N accounts over the same bars in order, from a (N, T) matrix of
+  targets (the evaluation backtest: the agent and every baseline in one pass);
+* :func:`write_observations` writes the N observations (window + account vector).
+
+**Timing** (no look-ahead): the target decided after bar ``t`` closed is executed on bar
+``t + 1``:
+
+1. *Rebalance* (market order) at the open when the target moved by more than
+   ``rebalance_threshold``. RiskGuard sizing: ``qty = target * min(risk_pct / stop_distance,
+   max_leverage) * equity / open``, with the equity at bar ``t``'s close. A buy fills at
+   ``min(open * (1 + slip), high)``, a sell at ``max(open * (1 - slip), low)``; taker fee.
+2. *Stops*, intrabar on the bar's high/low, from the position's entry price (volume-weighted
+   price of its fills in its direction). Long: stop ``entry * (1 - sl)``, take-profit
+   ``entry * (1 + tp)``; short mirrored; the stop first when the bar touches both. A stop is a
+   stop-market order: it fills at the stop, or at the open if the bar opened beyond it, with
+   slippage, clipped to the bar, and pays the taker fee. A take-profit is a resting limit: it
+   fills at its price (or the better open), no slippage, maker fee. Either exit flattens and
+   sets the held target to 0, so the account re-enters only when the target changes.
+3. *Mark to market* at the close: ``equity = cash + qty * close``; drawdown from the peak.
+
+Fills are recorded when asked (a fill buffer with rows: account, bar, kind, qty, price, fee;
+kinds :data:`FILL_KINDS`; ``None`` records nothing); a caller sizes the buffer so one call
+never overflows it (:func:`walk_accounts` returns early when it would).
+
+Why numba: per account a bar is ~60 floating-point operations plus a 4 KB window copy; as ~80
+numpy calls on (N,) arrays it cost ~400 us for N = 256, against ~55 us as these loops.
+``fastmath`` is off (no reassociation, no FMA contraction), so the results are those of the
+plain IEEE operations written here. ``cache=True`` keeps the compiled code in
+``__pycache__`` so only the first process compiles.
 """
 
 from __future__ import annotations
@@ -19,13 +43,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from tradecore_lib.env.execution import ACCOUNT_FIELDS
-
-# rows of BatchAccount.state (module-level ints: numba freezes them as constants)
-(CASH, EQUITY, PEAK, SL_BPS, TP_BPS, QTY, ENTRY, HELD, DRAWDOWN, BARS) = (
-    ACCOUNT_FIELDS.index(name) for name in (
-        "cash", "equity", "peak", "sl_bps", "tp_bps", "qty", "entry", "held_target",
-        "drawdown", "bars_in_pos"))
+# rows of the (len(STATE_ROWS), N) float64 account matrix
+STATE_ROWS = ("cash", "equity", "peak", "sl_bps", "tp_bps", "qty", "entry", "held_target",
+              "drawdown", "bars_in_pos", "halted")
+(CASH, EQUITY, PEAK, SL_BPS, TP_BPS, QTY, ENTRY, HELD, DRAWDOWN, BARS, HALTED) = range(
+    len(STATE_ROWS))
 
 # rows of the (len(INFO_ROWS), N) float info matrix of one step; "bar" is kept apart (int)
 INFO_ROWS = (
@@ -36,44 +58,88 @@ INFO_ROWS = (
 (R_PNL, R_FEE, R_DD, I_TARGET, I_RISK, I_SL, I_TP, I_MARKET, I_LIMIT, I_STOP, I_FEES, I_EQUITY,
  I_CASH, I_QTY, I_VALUE, I_DD) = range(len(INFO_ROWS))
 
+FILL_KINDS = ("market", "stop", "take_profit", "kill_switch", "guardrail", "end")
+(K_MARKET, K_STOP, K_TAKE_PROFIT, K_KILL, K_GUARDRAIL, K_END) = range(len(FILL_KINDS))
+FILL_COLUMNS = ("account", "bar", "kind", "qty", "price", "fee")
+FILLS_PER_BAR = 3  # most fills one account can make on one bar (market, exit, end)
+
+# entries of the float64 parameter vector of a preset (see engine.kernel_params)
+PARAM_NAMES = ("nudge_step_bps", "sl_lo", "sl_hi", "tp_lo", "tp_hi", "maker_fee", "taker_fee",
+               "slippage", "rebalance_threshold", "risk_pct", "max_leverage", "max_drawdown",
+               "reward_scale", "k_fee", "k_drawdown", "flatten_at_end")
+(P_STEP, P_SL_LO, P_SL_HI, P_TP_LO, P_TP_HI, P_MAKER, P_TAKER, P_SLIP, P_THRESHOLD, P_RISK,
+ P_LEVERAGE, P_MAX_DD, P_SCALE, P_K_FEE, P_K_DD, P_FLATTEN) = range(len(PARAM_NAMES))
+
 
 @njit(cache=True, inline="always")
-def _pymax(x: float, c: float) -> float:
-    """Python's ``max(x, c)``: ``x`` unless ``c`` is greater (a NaN ``x`` stays NaN)."""
+def _max(x: float, c: float) -> float:
+    """``max(x, c)`` that keeps a NaN ``x`` (as Python's built-in does)."""
     return c if c > x else x
 
 
 @njit(cache=True, inline="always")
-def _pymin(x: float, c: float) -> float:
-    """Python's ``min(x, c)``."""
+def _min(x: float, c: float) -> float:
+    """``min(x, c)`` that keeps a NaN ``x``."""
     return c if c < x else x
 
 
+@njit(cache=True, inline="always")
+def _param_tuple(p: np.ndarray) -> tuple:
+    """The parameter vector as a tuple: the loops read it from registers (from the array
+    they would reload it for every account, since the state array might alias it)."""
+    return (p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12],
+            p[13], p[14], p[15])
+
+
+@njit(cache=True, inline="always")
+def _record(fills: np.ndarray | None, n_fills: np.ndarray | None, j: int, bar: int, kind: int,
+            qty: float, price: float, fee: float) -> None:
+    # ``fills`` None (not recording) compiles a specialization without this store: its mere
+    # presence made the training step twice as slow (the arrays could alias the state)
+    if fills is None or n_fills is None:
+        return
+    k = n_fills[0]
+    fills[k, 0] = j
+    fills[k, 1] = bar
+    fills[k, 2] = kind
+    fills[k, 3] = qty
+    fills[k, 4] = price
+    fills[k, 5] = fee
+    n_fills[0] = k + 1
+
+
 @njit(cache=True)
-def step_accounts(state: np.ndarray, target: np.ndarray, d_sl: np.ndarray, d_tp: np.ndarray,
-                  bar: np.ndarray, end: np.ndarray, opens: np.ndarray, highs: np.ndarray,
-                  lows: np.ndarray, closes: np.ndarray, nudge: bool, step_bps: float,
-                  sl_lo: float, sl_hi: float, tp_lo: float, tp_hi: float, maker: float,
-                  taker: float, slip: float, threshold: float, risk_pct: float,
-                  max_leverage: float, max_drawdown: float, scale: float, k_fee: float,
-                  k_dd: float, info: np.ndarray, reward: np.ndarray, truncated: np.ndarray,
-                  dones: np.ndarray) -> None:
-    """Play bar ``bar[j]`` for every env ``j``: nudges, fills, stops, mark to market, reward,
-    kill switch and end of episode. Updates ``state`` in place; fills ``info`` (one row per
-    :data:`INFO_ROWS` entry), ``reward`` (float32), ``truncated`` and ``dones``."""
+def _play_accounts(state: np.ndarray, target: np.ndarray, d_sl: np.ndarray, d_tp: np.ndarray,
+                   bar: np.ndarray, is_end: np.ndarray, active: np.ndarray, opens: np.ndarray,
+                   highs: np.ndarray, lows: np.ndarray, closes: np.ndarray, p: np.ndarray,
+                   nudge: bool, info: np.ndarray, reward: np.ndarray, terminated_out: np.ndarray,
+                   fills: np.ndarray | None, n_fills: np.ndarray | None) -> None:
+    """The rules: play bar ``bar[j]`` for every ``active`` account ``j`` with target
+    ``target[j]`` (and nudges ``d_sl[j]``/``d_tp[j]``); ``is_end[j]``: the bar is the last of
+    the account's episode or data segment. Updates ``state[:, j]``, writes ``info[:, j]``,
+    ``reward[j]`` and ``terminated_out[j]``.
+
+    The rules are written in this one loop body rather than in a function called per account:
+    numba reference-counts the arrays passed to a call, which made the training step twice as
+    slow."""
+    (step, sl_lo, sl_hi, tp_lo, tp_hi, maker, taker, slip, threshold, risk_pct, leverage,
+     max_drawdown, scale, k_fee, k_dd, flatten_flag) = _param_tuple(p)
+    flatten = flatten_flag != 0.0
     for j in range(state.shape[1]):
-        sl_bps = state[SL_BPS, j]
-        tp_bps = state[TP_BPS, j]
-        if nudge:
-            sl_bps = _pymin(_pymax(sl_bps + d_sl[j] * step_bps, sl_lo), sl_hi)
-            if tp_bps > 0.0:
-                tp_bps = _pymin(_pymax(tp_bps + d_tp[j] * step_bps, tp_lo), tp_hi)
+        if not active[j]:
+            continue
         i = bar[j]
         o = opens[i]
         h = highs[i]
         lo = lows[i]
         c = closes[i]
         tgt = target[j]
+        sl_bps = state[SL_BPS, j]
+        tp_bps = state[TP_BPS, j]
+        if nudge:
+            sl_bps = _min(_max(sl_bps + d_sl[j] * step, sl_lo), sl_hi)
+            if tp_bps > 0.0:
+                tp_bps = _min(_max(tp_bps + d_tp[j] * step, tp_lo), tp_hi)
         cash = state[CASH, j]
         equity_prev = state[EQUITY, j]
         dd_prev = state[DRAWDOWN, j]
@@ -87,15 +153,16 @@ def step_accounts(state: np.ndarray, target: np.ndarray, d_sl: np.ndarray, d_tp:
         sl = sl_bps / 10_000.0
         tp = tp_bps / 10_000.0
         if abs(tgt - held) > threshold:
-            new_qty = tgt * _pymin(risk_pct / sl, max_leverage) * equity_prev / o
+            new_qty = tgt * _min(risk_pct / sl, leverage) * equity_prev / o
             dq = new_qty - qty
             if dq != 0.0:
                 if dq > 0.0:
-                    px = _pymin(o * (1.0 + slip), h)
+                    px = _min(o * (1.0 + slip), h)
                 else:
-                    px = _pymax(o * (1.0 - slip), lo)
+                    px = _max(o * (1.0 - slip), lo)
                 market_fee = abs(dq) * px * taker
                 cash = cash - dq * px - market_fee
+                _record(fills, n_fills, j, i, K_MARKET, dq, px, market_fee)
                 if new_qty == 0.0:
                     entry = 0.0
                     bars = 0.0
@@ -111,35 +178,47 @@ def step_accounts(state: np.ndarray, target: np.ndarray, d_sl: np.ndarray, d_tp:
             stop = entry * (1.0 - sl)
             tpl = entry * (1.0 + tp)
             if lo <= stop:
-                px = _pymax(_pymin(o, stop) * (1.0 - slip), lo)
+                px = _max(_min(o, stop) * (1.0 - slip), lo)
                 stop_fee = abs(qty) * px * taker
                 cash = cash + qty * px - stop_fee
+                _record(fills, n_fills, j, i, K_STOP, -qty, px, stop_fee)
                 exited = True
             elif tp > 0.0 and h >= tpl:
-                px = _pymax(o, tpl)
+                px = _max(o, tpl)
                 limit_fee = abs(qty) * px * maker
                 cash = cash + qty * px - limit_fee
+                _record(fills, n_fills, j, i, K_TAKE_PROFIT, -qty, px, limit_fee)
                 exited = True
         elif qty < 0.0:
             stop = entry * (1.0 + sl)
             tpl = entry * (1.0 - tp)
             if h >= stop:
-                px = _pymin(_pymax(o, stop) * (1.0 + slip), h)
+                px = _min(_max(o, stop) * (1.0 + slip), h)
                 stop_fee = abs(qty) * px * taker
                 cash = cash + qty * px - stop_fee
+                _record(fills, n_fills, j, i, K_STOP, -qty, px, stop_fee)
                 exited = True
             elif tp > 0.0 and lo <= tpl:
-                px = _pymin(o, tpl)
+                px = _min(o, tpl)
                 limit_fee = abs(qty) * px * maker
                 cash = cash + qty * px - limit_fee
+                _record(fills, n_fills, j, i, K_TAKE_PROFIT, -qty, px, limit_fee)
                 exited = True
         if exited:
             qty = 0.0
             entry = 0.0
             held = 0.0
         equity = cash + qty * c
-        peak = _pymax(state[PEAK, j], equity)
+        peak = _max(state[PEAK, j], equity)
         drawdown = 1.0 - equity / peak
+        terminated = equity <= 0.0 or drawdown >= max_drawdown
+        if (terminated or is_end[j]) and flatten and qty != 0.0:
+            # the backtest's account leaves the market at the close it is marked at
+            _record(fills, n_fills, j, i, K_KILL if terminated else K_END, -qty, c, 0.0)
+            cash = equity
+            qty = 0.0
+            entry = 0.0
+            held = 0.0
         state[CASH, j] = cash
         state[EQUITY, j] = equity
         state[PEAK, j] = peak
@@ -152,20 +231,16 @@ def step_accounts(state: np.ndarray, target: np.ndarray, d_sl: np.ndarray, d_tp:
         state[BARS, j] = bars + 1.0 if qty != 0.0 else 0.0
 
         fees = market_fee + stop_fee + limit_fee
-        base = _pymax(equity_prev, 1e-9)
+        base = _max(equity_prev, 1e-9)
         r_pnl = scale * (equity - equity_prev + fees) / base
         r_fee = k_fee * fees / base
-        r_dd = k_dd * _pymax(drawdown - dd_prev, 0.0)
-        reward[j] = r_pnl + r_fee + r_dd
-        terminated = equity <= 0.0 or drawdown >= max_drawdown
-        truncated[j] = not terminated and i >= end[j]
-        dones[j] = terminated or truncated[j]
+        r_dd = k_dd * _max(drawdown - dd_prev, 0.0)
         sl_now = sl_bps / 10_000.0
         info[R_PNL, j] = r_pnl
         info[R_FEE, j] = r_fee
         info[R_DD, j] = r_dd
         info[I_TARGET, j] = tgt
-        info[I_RISK, j] = abs(qty) * c * sl_now / (risk_pct * _pymax(equity, 1e-9))
+        info[I_RISK, j] = abs(qty) * c * sl_now / (risk_pct * _max(equity, 1e-9))
         info[I_SL, j] = sl_now
         info[I_TP, j] = tp_bps / 10_000.0
         info[I_MARKET, j] = market_fee
@@ -177,14 +252,223 @@ def step_accounts(state: np.ndarray, target: np.ndarray, d_sl: np.ndarray, d_tp:
         info[I_QTY, j] = qty
         info[I_VALUE, j] = qty * c
         info[I_DD, j] = drawdown
+        reward[j] = r_pnl + r_fee + r_dd
+        terminated_out[j] = terminated
+
+
+@njit(cache=True)
+def step_accounts(state: np.ndarray, target: np.ndarray, d_sl: np.ndarray, d_tp: np.ndarray,
+                  bar: np.ndarray, end: np.ndarray, opens: np.ndarray, highs: np.ndarray,
+                  lows: np.ndarray, closes: np.ndarray, p: np.ndarray, nudge: bool,
+                  info: np.ndarray, reward: np.ndarray, truncated: np.ndarray,
+                  dones: np.ndarray, fills: np.ndarray | None,
+                  n_fills: np.ndarray | None) -> None:
+    """Play bar ``bar[j]`` for every account ``j`` (its episode ends at bar ``end[j]``).
+
+    Updates ``state`` in place; fills ``info`` (one row per :data:`INFO_ROWS` entry),
+    ``reward``, ``truncated`` and ``dones`` (terminated or truncated)."""
+    n = state.shape[1]
+    is_end = bar >= end
+    terminated = np.empty(n, dtype=np.bool_)
+    _play_accounts(state, target, d_sl, d_tp, bar, is_end, np.ones(n, dtype=np.bool_), opens,
+                   highs, lows, closes, p, nudge, info, reward, terminated, fills, n_fills)
+    for j in range(n):
+        truncated[j] = not terminated[j] and is_end[j]
+        dones[j] = terminated[j] or is_end[j]
+
+
+@njit(cache=True)
+def walk_accounts(state: np.ndarray, targets: np.ndarray, d_sl: np.ndarray, d_tp: np.ndarray,
+                  start_target: np.ndarray, rows: np.ndarray, seg_first: np.ndarray,
+                  seg_end: np.ndarray, k0: int, k1: int, opens: np.ndarray,
+                  highs: np.ndarray, lows: np.ndarray, closes: np.ndarray, p: np.ndarray,
+                  nudge: bool, info: np.ndarray, fills: np.ndarray, n_fills: np.ndarray,
+                  equity_out: np.ndarray, qty_out: np.ndarray) -> int:
+    """Play rows ``k0 .. k1 - 1`` of a walk for every account; returns the next row to play
+    (``k1``, or earlier when the fill buffer could overflow: grow it and call again).
+
+    Row ``k`` plays bar ``rows[k]`` with the target decided at row ``k - 1``
+    (``targets[j, k - 1]``; ``start_target[j]`` on row 0, flat on the first row of a later
+    data segment, ``seg_first[k]``). ``seg_end[k]`` marks a segment's last bar. ``d_sl`` /
+    ``d_tp`` are the nudges decided with the targets ((N, T), or (N, 0) without nudge). A
+    halted account (after its kill switch) stays flat. Writes ``equity_out[j, k]`` and
+    ``qty_out[j, k]``, the account at the close of the row's bar.
+    """
+    n = state.shape[1]
+    capacity = fills.shape[0]
+    target = np.empty(n)
+    a = np.zeros(n)
+    b = np.zeros(n)
+    bar = np.empty(n, dtype=np.int64)
+    is_end = np.empty(n, dtype=np.bool_)
+    active = np.empty(n, dtype=np.bool_)
+    reward = np.empty(n)
+    terminated = np.empty(n, dtype=np.bool_)
+    for k in range(k0, k1):
+        if n_fills[0] + FILLS_PER_BAR * n > capacity:
+            return k
+        first = seg_first[k]
+        for j in range(n):
+            if k == 0:
+                target[j] = start_target[j]
+            elif first:
+                target[j] = 0.0
+            else:
+                target[j] = targets[j, k - 1]
+            if nudge and k > 0 and not first:
+                a[j] = d_sl[j, k - 1]
+                b[j] = d_tp[j, k - 1]
+            else:
+                a[j] = 0.0
+                b[j] = 0.0
+            bar[j] = rows[k]
+            is_end[j] = seg_end[k]
+            active[j] = state[HALTED, j] == 0.0
+        _play_accounts(state, target, a, b, bar, is_end, active, opens, highs, lows, closes, p,
+                       nudge, info, reward, terminated, fills, n_fills)
+        for j in range(n):
+            if active[j] and terminated[j]:
+                state[HALTED, j] = 1.0
+            equity_out[j, k] = state[EQUITY, j]
+            qty_out[j, k] = state[QTY, j]
+    return k1
+
+
+@njit(cache=True)
+def walk_row_and_observe(state: np.ndarray, targets: np.ndarray, d_sl: np.ndarray,
+                         d_tp: np.ndarray, start_target: np.ndarray, rows: np.ndarray,
+                         seg_first: np.ndarray, seg_end: np.ndarray, k: int, opens: np.ndarray,
+                         highs: np.ndarray, lows: np.ndarray, closes: np.ndarray,
+                         p: np.ndarray, nudge: bool, info: np.ndarray, fills: np.ndarray,
+                         n_fills: np.ndarray, equity_out: np.ndarray, qty_out: np.ndarray,
+                         values: np.ndarray, window: int, bar: np.ndarray, envs: np.ndarray,
+                         observe_nudge: bool, time_scale: float, clip: float,
+                         obs: np.ndarray) -> None:
+    """Row ``k`` of :func:`walk_accounts`, then the accounts' observations at its bar (what a
+    policy deciding bar by bar needs, in one call: the call itself costs a few us)."""
+    walk_accounts(state, targets, d_sl, d_tp, start_target, rows, seg_first, seg_end, k, k + 1,
+                  opens, highs, lows, closes, p, nudge, info, fills, n_fills, equity_out,
+                  qty_out)
+    bar[:] = rows[k]
+    write_observations(values, window, bar, envs, state, closes, observe_nudge, time_scale,
+                       clip, obs)
+
+
+@njit(cache=True)
+def _forward(x: np.ndarray, weights: tuple, biases: tuple, relu: bool, head_w: np.ndarray,
+             head_b: np.ndarray, buf_a: np.ndarray, buf_b: np.ndarray, out: np.ndarray) -> None:
+    """``out = head(act(... act(x @ W0 + b0) ...))`` in float32, ``x`` copied into ``buf_a``
+    first (both buffers as long as the widest layer)."""
+    n_in = x.shape[0]
+    for d in range(n_in):
+        buf_a[d] = x[d]
+    for li in range(len(weights)):
+        w = weights[li]
+        b = biases[li]
+        if li % 2 == 0:
+            src = buf_a
+            dst = buf_b
+        else:
+            src = buf_b
+            dst = buf_a
+        n_out = w.shape[1]
+        for o in range(n_out):
+            dst[o] = b[o]
+        for i in range(n_in):
+            xi = src[i]
+            for o in range(n_out):
+                dst[o] += xi * w[i, o]
+        for o in range(n_out):
+            dst[o] = max(dst[o], np.float32(0.0)) if relu else np.tanh(dst[o])
+        n_in = n_out
+    src = buf_a if len(weights) % 2 == 0 else buf_b
+    for o in range(out.shape[0]):
+        out[o] = head_b[o]
+    for i in range(n_in):
+        xi = src[i]
+        for o in range(out.shape[0]):
+            out[o] += xi * head_w[i, o]
+
+
+@njit(cache=True, inline="always")
+def _argmax(x: np.ndarray, start: int, stop: int) -> int:
+    best = start
+    for i in range(start + 1, stop):
+        if x[i] > x[best]:
+            best = i
+    return best - start
+
+
+@njit(cache=True)
+def walk_mlp(state: np.ndarray, targets: np.ndarray, d_sl: np.ndarray, d_tp: np.ndarray,
+             start_target: np.ndarray, rows: np.ndarray, seg_first: np.ndarray,
+             seg_end: np.ndarray, opens: np.ndarray, highs: np.ndarray, lows: np.ndarray,
+             closes: np.ndarray, p: np.ndarray, nudge: bool, info: np.ndarray,
+             fills: np.ndarray, n_fills: np.ndarray, equity_out: np.ndarray,
+             qty_out: np.ndarray, values: np.ndarray, window: int, time_scale: float,
+             clip: float, positions: np.ndarray, head_sizes: np.ndarray,
+             obs_shift: np.ndarray, obs_scale: np.ndarray, obs_clip: float, weights: tuple,
+             biases: tuple, relu: bool, head_w: np.ndarray, head_b: np.ndarray,
+             probs_out: np.ndarray) -> None:
+    """The whole walk of one account (column 0 of ``state``) driven by a feed-forward policy
+    network, decided in the kernel: each row is played (:func:`walk_accounts`), observed
+    (:func:`write_observations`), normalized (``clip((obs - obs_shift) / obs_scale,
+    +-obs_clip)``, as VecNormalize), passed through the network and decided into
+    ``targets[0, k]`` (and the nudges): the mode of each discrete head (``head_sizes``,
+    targets from ``positions``), or the clipped outputs when ``head_sizes`` is empty
+    (continuous). ``probs_out[k]`` gets the softmax of the first discrete head.
+
+    The fill buffer must hold ``FILLS_PER_BAR`` fills per row.
+    """
+    n_rows = rows.shape[0]
+    dim = values.shape[1] * window + (7 if nudge else 5)
+    width = dim
+    for li in range(len(weights)):
+        width = max(width, weights[li].shape[1])
+    buf_a = np.empty(width, dtype=np.float32)
+    buf_b = np.empty(width, dtype=np.float32)
+    out = np.empty(head_w.shape[1], dtype=np.float32)
+    obs = np.empty((1, dim), dtype=np.float32)
+    x = np.empty(dim, dtype=np.float32)
+    bar = np.zeros(1, dtype=np.int64)
+    envs = np.zeros(1, dtype=np.int64)
+    n_first = head_sizes[0] if head_sizes.shape[0] > 0 else 0
+    for k in range(n_rows):
+        walk_accounts(state, targets, d_sl, d_tp, start_target, rows, seg_first, seg_end, k,
+                      k + 1, opens, highs, lows, closes, p, nudge, info, fills, n_fills,
+                      equity_out, qty_out)
+        bar[0] = rows[k]
+        write_observations(values, window, bar, envs, state, closes, nudge, time_scale, clip,
+                           obs)
+        for d in range(dim):
+            z = (np.float64(obs[0, d]) - obs_shift[d]) / obs_scale[d]
+            x[d] = np.float32(min(max(z, -obs_clip), obs_clip))
+        _forward(x, weights, biases, relu, head_w, head_b, buf_a, buf_b, out)
+        if n_first > 0:
+            targets[0, k] = positions[_argmax(out, 0, n_first)]
+            if nudge:
+                d_sl[0, k] = _argmax(out, n_first, n_first + 3) - 1.0
+                d_tp[0, k] = _argmax(out, n_first + 3, n_first + 6) - 1.0
+            top = out[_argmax(out, 0, n_first)]
+            total = np.float32(0.0)
+            for i in range(n_first):
+                total += np.exp(out[i] - top)
+            for i in range(n_first):
+                probs_out[k, i] = np.exp(out[i] - top) / total
+        else:
+            targets[0, k] = min(max(np.float64(out[0]), -1.0), 1.0)
+            if nudge:
+                d_sl[0, k] = min(max(np.float64(out[1]), -1.0), 1.0)
+                d_tp[0, k] = min(max(np.float64(out[2]), -1.0), 1.0)
 
 
 @njit(cache=True)
 def write_observations(values: np.ndarray, window: int, bar: np.ndarray, envs: np.ndarray,
                        state: np.ndarray, closes: np.ndarray, nudge: bool, time_scale: float,
                        clip: float, out: np.ndarray) -> None:
-    """Write row ``j`` of ``out`` for every env ``j`` in ``envs``: the flattened window of
-    ``values`` (T, C) ending at ``bar[j]``, then the clipped account vector.
+    """Write row ``j`` of ``out`` for every account ``j`` in ``envs``: the flattened window of
+    ``values`` (T, C) ending at ``bar[j]``, then the clipped account vector (see
+    :mod:`tradecore_lib.env.spaces`).
 
     The window of a bar is one contiguous run of ``values``' memory, so it is copied once,
     straight into ``out``, with no gather index and no temporary.
@@ -203,12 +487,12 @@ def write_observations(values: np.ndarray, window: int, bar: np.ndarray, envs: n
             row[k] = src[k]
         close = closes[bar[j]]
         qty = state[QTY, j]
-        eq = _pymax(state[EQUITY, j], 1e-9)
-        out[j, wc] = _pymin(_pymax(qty * close / eq, -clip), clip)
-        out[j, wc + 1] = _pymin(_pymax(state[CASH, j] / eq, -clip), clip)
-        out[j, wc + 2] = _pymin(_pymax(qty * (close - state[ENTRY, j]) / eq, -clip), clip)
-        out[j, wc + 3] = _pymin(_pymax(state[DRAWDOWN, j], -clip), clip)
-        out[j, wc + 4] = _pymin(_pymax(state[BARS, j] / time_scale, -clip), clip)
+        eq = _max(state[EQUITY, j], 1e-9)
+        out[j, wc] = _min(_max(qty * close / eq, -clip), clip)
+        out[j, wc + 1] = _min(_max(state[CASH, j] / eq, -clip), clip)
+        out[j, wc + 2] = _min(_max(qty * (close - state[ENTRY, j]) / eq, -clip), clip)
+        out[j, wc + 3] = _min(_max(state[DRAWDOWN, j], -clip), clip)
+        out[j, wc + 4] = _min(_max(state[BARS, j] / time_scale, -clip), clip)
         if nudge:
-            out[j, wc + 5] = _pymin(_pymax(state[SL_BPS, j] / 100.0, -clip), clip)
-            out[j, wc + 6] = _pymin(_pymax(state[TP_BPS, j] / 100.0, -clip), clip)
+            out[j, wc + 5] = _min(_max(state[SL_BPS, j] / 100.0, -clip), clip)
+            out[j, wc + 6] = _min(_max(state[TP_BPS, j] / 100.0, -clip), clip)

@@ -27,14 +27,15 @@ import pandas as pd
 from numpy.lib.stride_tricks import as_strided
 
 from tradecore_lib.env.config import EnvConfig
+from tradecore_lib.errors import TradeCoreError
+from tradecore_lib.months import MINUTE_MS
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 REQUIRED_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 NON_FEATURE_COLUMNS = frozenset({"ts", "open", "high", "low", "close", "volume", "trades"})
-MINUTE_MS = 60_000
 
 
-class FrameError(ValueError):
+class FrameError(TradeCoreError, ValueError):
     """The frame cannot back an environment (the message says what and where)."""
 
 
@@ -62,6 +63,7 @@ def _is_numeric_feature(series: pd.Series) -> bool:
 
 
 def _ts_ms(frame: pd.DataFrame) -> np.ndarray:
+    """``ts`` (UTC timestamps, or int64 epoch milliseconds) as int64 epoch milliseconds."""
     ts = frame["ts"]
     if pd.api.types.is_integer_dtype(ts):
         return ts.to_numpy(dtype=np.int64)

@@ -1,4 +1,4 @@
-"""Observation and action spaces of a preset, the account vector, and episode-start draws.
+"""Observation and action spaces of a preset, the account vector layout, episode-start draws.
 
 Observation: ``Box(-obs_clip, obs_clip, (W * C + A,), float32)`` with ``W = window``, ``C = 5 + F``
 columns (see :mod:`tradecore_lib.env.observation`) and the account vector (``A = 5``, 7 with
@@ -7,7 +7,7 @@ nudge), every value clipped to ``[-obs_clip, obs_clip]``:
     0 exposure        position value / equity (signed; 1 = long the full equity)
     1 cash_ratio      cash / equity (cash goes negative when long on margin)
     2 unrealized_pnl  qty * (close - entry) / equity
-    3 drawdown        1 - equity / episode peak equity
+    3 drawdown        1 - equity / peak equity
     4 time_in_pos     bars the position has been open / time_scale_bars
     5 stop_loss_pct   current stop distance in percent (nudge only)
     6 take_profit_pct current take-profit distance in percent (nudge only, 0 = off)
@@ -18,6 +18,8 @@ Action:
                           take-profit nudge (0 tighten, 1 keep, 2 loosen)
     continuous:           ``Box(-1, 1, (1,))``: target fraction
     continuous + nudge:   ``Box(-1, 1, (3,))``: target, stop nudge, take-profit nudge in steps
+
+The account vector is written by :func:`tradecore_lib.env.kernels.write_observations`.
 """
 
 from __future__ import annotations
@@ -47,16 +49,3 @@ def action_space(cfg: EnvConfig) -> spaces.Space:
 def draw_start_block(rng: np.random.Generator, n_starts: int) -> np.ndarray:
     """Indices into the valid starts for the next :data:`START_BLOCK` random episodes."""
     return rng.integers(0, n_starts, size=START_BLOCK)
-
-
-def account_vector(cfg: EnvConfig, qty: float, cash: float, entry: float, equity: float,
-                   close: float, drawdown: float, bars: float, sl_bps: float,
-                   tp_bps: float) -> list[float]:
-    """The account vector of one env (float64 values, clipped)."""
-    eq = max(equity, 1e-9)
-    clip = cfg.obs_clip
-    values = [qty * close / eq, cash / eq, qty * (close - entry) / eq, drawdown,
-              bars / cfg.time_scale_bars]
-    if cfg.nudge:
-        values += [sl_bps / 100.0, tp_bps / 100.0]
-    return [min(max(v, -clip), clip) for v in values]

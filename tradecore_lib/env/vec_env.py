@@ -1,18 +1,17 @@
-"""TradeVecEnv: N trading environments stepped together in vectorized numpy.
+"""TradeVecEnv: N trading environments stepped together (an SB3 ``VecEnv``).
 
-Semantics are those of N :class:`~tradecore_lib.env.trading_env.TradingEnv` (same frame, same
-preset) seeded ``seed + i``, behind SB3's ``DummyVecEnv``: same observations, rewards, dones and
-infos, bit for bit, including auto-reset, ``terminal_observation`` and
-``TimeLimit.truncated``. All N envs share one :class:`MarketData`; a step plays the bar for
-the N accounts in one numba loop and copies each env's window (a contiguous run of
-``MarketData.values``) straight into one fresh ``(N, W * C + A)`` float32 array (see
-:mod:`tradecore_lib.env.kernels`). The array is fresh every step because SB3's on-policy
-rollout still reads the previous observation after ``step()`` returns.
+A thin view over :class:`~tradecore_lib.env.engine.Engine`: all N envs share one
+:class:`MarketData`; a step plays the bar for the N accounts in one kernel call
+(:func:`~tradecore_lib.env.kernels.step_accounts`, the one engine) and copies each env's window
+(a contiguous run of ``MarketData.values``) straight into one fresh ``(N, W * C + A)`` float32
+array. The array is fresh every step because SB3's on-policy rollout still reads the previous
+observation after ``step()`` returns. Envs whose episode ended are reset at once (SB3's
+auto-reset): their info carries ``terminal_observation`` and ``TimeLimit.truncated``, and
+``reset_infos[i]`` the new episode's start (``bar``, ``equity``).
 
 Infos: ``step_wait`` returns a sequence of N mappings built lazily from the step's (N,) arrays
-(they are snapshots: later steps do not change them); envs that finished get a plain dict with
-``terminal_observation`` and ``TimeLimit.truncated``. Vectorized consumers can read the arrays
-directly from :attr:`TradeVecEnv.step_info`.
+(they are snapshots: later steps do not change them); envs that finished get a plain dict.
+Vectorized consumers can read the arrays directly from :attr:`TradeVecEnv.step_info`.
 """
 
 from __future__ import annotations
@@ -26,17 +25,10 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 from tradecore_lib.env.config import EnvConfig, load_env_config
-from tradecore_lib.env.execution import BatchAccount
-from tradecore_lib.env.kernels import INFO_ROWS, step_accounts, write_observations
+from tradecore_lib.env.engine import Engine, StartDraws
+from tradecore_lib.env.kernels import INFO_ROWS
 from tradecore_lib.env.observation import MarketData
-from tradecore_lib.env.reward import RewardFn
-from tradecore_lib.env.risk import BPS, RiskGuard
-from tradecore_lib.env.spaces import (
-    START_BLOCK,
-    action_space,
-    draw_start_block,
-    observation_space,
-)
+from tradecore_lib.env.spaces import action_space, observation_space
 
 _INT_KEYS = frozenset({"bar"})
 
@@ -133,154 +125,81 @@ class StepInfos(Sequence):
 
 
 class TradeVecEnv(VecEnv):
-    """N trading envs on one frame, stepped in one vectorized call (an SB3 ``VecEnv``).
+    """N trading envs on one frame, stepped in one kernel call (an SB3 ``VecEnv``).
 
     Args:
         data: the frame (``ts``, OHLCV, numeric features) or prepared :class:`MarketData`.
         n_envs: number of environments N.
         preset: env preset name in ``configs/env/``, a mapping, or an :class:`EnvConfig`.
+        record_fills: keep every fill in :attr:`engine`'s fill log (for tests and audits).
 
     Seeding follows SB3: ``seed(s)`` makes the next ``reset()`` seed env ``i`` with ``s + i``;
-    each env keeps its own generator, so env ``i`` matches ``TradingEnv.reset(seed=s + i)``.
-    Shapes: observations ``(N, W * C + A)`` float32, rewards ``(N,)`` float32, dones ``(N,)``
-    bool; actions ``(N,)`` ints (discrete), ``(N, 3)`` ints (discrete + nudge) or
-    ``(N, 1|3)`` floats (continuous).
+    each env keeps its own generator, so env ``i`` draws the starts of
+    ``TradingEnv.reset(seed=s + i)``. Shapes: observations ``(N, W * C + A)`` float32, rewards
+    ``(N,)`` float32, dones ``(N,)`` bool; actions ``(N,)`` ints (discrete), ``(N, 3)`` ints
+    (discrete + nudge) or ``(N, 1|3)`` floats (continuous).
     """
 
     def __init__(self, data: pd.DataFrame | MarketData, n_envs: int,
-                 preset: str | Mapping[str, Any] | EnvConfig = "default") -> None:
+                 preset: str | Mapping[str, Any] | EnvConfig = "default",
+                 record_fills: bool = False) -> None:
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
         self.cfg = cfg = load_env_config(preset)
         self.data = data if isinstance(data, MarketData) else MarketData.from_frame(data, cfg)
         self.render_mode = None
         super().__init__(n_envs, observation_space(cfg, self.data.n_columns), action_space(cfg))
-        n = n_envs
-        risk = RiskGuard(cfg)
-        reward = RewardFn(cfg)
-        # step_accounts' scalar parameters after `nudge`, taken from the single env's parts
-        self._step_params = (
-            float(cfg.nudge_step_bps), *(float(v) for v in cfg.stop_loss_bounds_bps),
-            *(float(v) for v in cfg.take_profit_bounds_bps), float(cfg.maker_fee),
-            float(cfg.taker_fee), float(cfg.slippage_bps) / BPS, float(cfg.rebalance_threshold),
-            risk.risk_pct, risk.max_leverage, risk.max_drawdown, reward.scale, reward.k_fee,
-            reward.k_dd,
-        )
-        self._wc = cfg.window * self.data.n_columns
-        self._obs_dim = self._wc + cfg.account_size
-        self._positions = np.asarray(cfg.positions, dtype=np.float64)
-        self._rngs: list[np.random.Generator | None] = [None] * n
-        self._blocks = np.zeros((n, START_BLOCK), dtype=np.int64)
-        self._block_pos = np.full(n, START_BLOCK, dtype=np.int64)
-        self._next_bar = np.full(n, int(self.data.starts[0]), dtype=np.int64)
-        self.account = BatchAccount(cfg, n)
-        self._zeros = np.zeros(n)  # the nudges of presets without nudge
-        self._t = np.full(n, -1, dtype=np.int64)
-        self._end = np.full(n, -1, dtype=np.int64)
+        self.engine = Engine(self.data, cfg, n_envs, record_fills)
+        self.starts = StartDraws(self.data, cfg.random_start, n_envs)
         self._actions: np.ndarray | None = None
         self.step_info: dict[str, np.ndarray] = {}
-        self._all = np.arange(n, dtype=np.int64)
-
-    # -- episode starts -------------------------------------------------------------------
-    def _draw_starts(self, idx: np.ndarray) -> np.ndarray:
-        """Next start bar of each env in ``idx`` (advances their draws)."""
-        starts = self.data.starts
-        if not self.cfg.random_start:
-            k = np.searchsorted(starts, self._next_bar[idx])
-            return starts[np.where(k < len(starts), k, 0)]
-        for i in idx[self._block_pos[idx] >= START_BLOCK]:  # once per START_BLOCK episodes
-            rng = self._rngs[i]
-            if rng is None:
-                rng, _ = seeding.np_random(None)
-                self._rngs[i] = rng
-            self._blocks[i] = draw_start_block(rng, len(starts))
-            self._block_pos[i] = 0
-        picked = starts[self._blocks[idx, self._block_pos[idx]]]
-        self._block_pos[idx] += 1
-        return picked
+        self._all = np.arange(n_envs, dtype=np.int64)
 
     def _begin(self, idx: np.ndarray) -> None:
-        start = self._draw_starts(idx)
-        self._t[idx] = start
-        self._end[idx] = self.data.episode_end[start]
-        mask = np.zeros(self.num_envs, dtype=bool)
-        mask[idx] = True
-        self.account.reset_where(mask, self.cfg)
+        self.engine.begin(idx, self.starts.draw(idx))
 
     def reset(self) -> np.ndarray:
         """Reset every env (using the seeds and options set by ``seed()``/``set_options()``)."""
+        engine = self.engine
         for i, seed in enumerate(self._seeds):
             if seed is not None:
-                self._rngs[i], _ = seeding.np_random(seed)
-                self._block_pos[i] = START_BLOCK
-                self._next_bar[i] = int(self.data.starts[0])
-            elif self._t[i] >= 0:
-                self._next_bar[i] = self._t[i]
+                self.starts.seed(i, seeding.np_random(seed)[0])
+            elif engine.t[i] >= 0:
+                self.starts.next_bar[i] = engine.t[i]
         forced = {i: int(opt["start"]) for i, opt in enumerate(self._options)
                   if opt and "start" in opt}
-        valid = set(self.data.starts.tolist())
-        for i, start in forced.items():
-            if start not in valid:
-                raise ValueError(f"options['start']={start} of env {i} is not a valid start")
+        for start in forced.values():
+            self.starts.check(start)
         self._begin(np.array([i for i in range(self.num_envs) if i not in forced], dtype=int))
-        for i, start in forced.items():
-            self._t[i] = start
-            self._end[i] = self.data.episode_end[start]
         if forced:
-            mask = np.zeros(self.num_envs, dtype=bool)
-            mask[list(forced)] = True
-            self.account.reset_where(mask, self.cfg)
-        self.reset_infos = [{"equity": float(self.account.equity[i]), "bar": int(self._t[i])}
-                            for i in range(self.num_envs)]
+            engine.begin(np.array(list(forced)), np.array(list(forced.values())))
+        self.reset_infos = [self._start_info(i) for i in range(self.num_envs)]
         self._reset_seeds()
         self._reset_options()
-        return self._observations(
-            self._all, np.empty((self.num_envs, self._obs_dim), dtype=np.float32))
+        return engine.observe(self._all,
+                              np.empty((self.num_envs, engine.obs_dim), dtype=np.float32))
+
+    def _start_info(self, i: int) -> dict[str, Any]:
+        return {"equity": float(self.engine.account("equity")[i]), "bar": int(self.engine.t[i])}
 
     # -- step -----------------------------------------------------------------------------
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
 
-    def _decode(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(N,) float64 target fractions and stop-loss / take-profit nudges (in steps)."""
-        cfg = self.cfg
-        if cfg.action_mode == "discrete":
-            act = np.asarray(actions).reshape(self.num_envs, -1)
-            target = self._positions[act[:, 0].astype(np.int64)]
-            if not cfg.nudge:
-                return target, self._zeros, self._zeros
-            return (target, (act[:, 1].astype(np.int64) - 1).astype(np.float64),
-                    (act[:, 2].astype(np.int64) - 1).astype(np.float64))
-        act = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
-        # transposed copy: each column becomes a contiguous (N,) row
-        act = np.clip(act.astype(np.float64), -1.0, 1.0).T.copy()
-        if not cfg.nudge:
-            return act[0], self._zeros, self._zeros
-        return act[0], act[1], act[2]
-
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, StepInfos]:
         if self._actions is None:
             raise RuntimeError("step_async() must come before step_wait()")
-        if (self._t < 0).any():
+        engine = self.engine
+        if (engine.t < 0).any():
             raise RuntimeError("call reset() before step()")
-        d = self.data
-        n = self.num_envs
-        target, d_sl, d_tp = self._decode(self._actions)
+        info, reward, truncated, dones = engine.step(self._actions)
         self._actions = None
-        i = self._t + 1
-        # fresh outputs every step: the infos and the caller keep them
-        info = np.empty((len(INFO_ROWS), n))
-        reward = np.empty(n, dtype=np.float32)
-        truncated = np.empty(n, dtype=bool)
-        dones = np.empty(n, dtype=bool)
-        step_accounts(self.account.state, target, d_sl, d_tp, i, self._end, d.open, d.high,
-                      d.low, d.close, self.cfg.nudge, *self._step_params, info, reward,
-                      truncated, dones)
-        self._t = i
+        n = self.num_envs
+        bars = engine.t
         arrays = dict(zip(INFO_ROWS, info, strict=True))
-        arrays["bar"] = i
+        arrays["bar"] = bars
         self.step_info = arrays
-        obs = self._observations(self._all, np.empty((n, self._obs_dim), dtype=np.float32))
+        obs = engine.observe(self._all, np.empty((n, engine.obs_dim), dtype=np.float32))
         done_infos: dict[int, dict[str, Any]] = {}
         if dones.any():
             done_idx = np.flatnonzero(dones)
@@ -289,23 +208,17 @@ class TradeVecEnv(VecEnv):
             for j, row, trunc in zip(done_idx.tolist(), info[:, done_idx].T.tolist(),
                                      truncated[done_idx].tolist(), strict=True):
                 done_info: dict[str, Any] = dict(zip(INFO_ROWS, row, strict=True))
-                done_info["bar"] = int(i[j])
+                done_info["bar"] = int(bars[j])
                 done_info["terminal_observation"] = obs[j].copy()
                 done_info["TimeLimit.truncated"] = trunc
                 done_infos[j] = done_info
-            self._next_bar[done_idx] = i[done_idx]
+            self.starts.next_bar[done_idx] = bars[done_idx]
+            engine.t = bars.copy()  # the infos keep `bars`
             self._begin(done_idx)
-            self._observations(done_idx, obs)
-        return obs, reward, dones, StepInfos(arrays, done_infos, n)
-
-    def _observations(self, envs: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Write the observations of the envs in ``envs`` into their rows of (N, W * C + A)
-        ``out``; returns ``out``."""
-        cfg = self.cfg
-        write_observations(self.data.values, cfg.window, self._t, envs, self.account.state,
-                           self.data.close, cfg.nudge, float(cfg.time_scale_bars),
-                           float(cfg.obs_clip), out)
-        return out
+            engine.observe(done_idx, obs)
+            for j in done_idx.tolist():
+                self.reset_infos[j] = self._start_info(j)
+        return obs, reward.astype(np.float32), dones, StepInfos(arrays, done_infos, n)
 
     # -- VecEnv plumbing ------------------------------------------------------------------
     def close(self) -> None:
@@ -336,4 +249,4 @@ class TradeVecEnv(VecEnv):
     @property
     def bars(self) -> np.ndarray:
         """(N,) frame row of each env's current bar."""
-        return self._t.copy()
+        return self.engine.t.copy()

@@ -1,139 +1,383 @@
-"""Deterministic backtest of a policy over a frame with the training env's engine and fees.
+"""Deterministic backtest: N policies walk one split in order, as N accounts of the one engine.
 
-The frame is walked once, in order: one :class:`~tradecore_lib.env.TradingEnv` with the run's
-env settings plus ``random_start=False`` and ``episode_length=None``, so each episode runs to
-the end of a data segment (the next gap longer than ``max_gap_minutes``) or to the RiskGuard's
-kill switch, and the next episode starts at the next valid bar. Each episode starts flat with
-the env's ``initial_cash``; the equity curve chains them (an episode's returns apply to the
-equity the previous one ended with), so the curve reads as one account.
+:func:`run_policies` plays every policy over the same bars with the training env's rules
+(:mod:`tradecore_lib.env.kernels`; fees, slippage, stops, RiskGuard, kill switch). The split
+is walked once: from the frame's row ``decision_start`` to its end, through every data
+segment (a run of usable bars with no gap longer than ``max_gap_minutes``; the first
+``window`` bars of a segment only fill the observation window). Each account is one account
+for the whole split: its equity carries from one segment to the next. A position open at a
+segment's last bar is closed at that bar's close (a recorded fill of kind ``end``); after the
+kill switch the account is closed the same way (kind ``kill_switch``) and stays flat for the
+rest of the split.
+
+Policies (:data:`PolicySpec`):
+
+* :class:`Target`: a constant target, or a (T,) array of targets decided at each decision
+  row (precomputed: all such accounts walk the split in one kernel pass, no Python per bar);
+* an :class:`MlpPolicy` (the trained agent's network, :attr:`Agent.policy
+  <tradecore_lib.evaluation.agent.Agent.policy>`): observed and decided bar by bar, in order
+  (what it observes depends on its earlier decisions), inside the kernel;
+* any :class:`Predictor` (a Python callable), called once per bar with its observations.
+
+Rows: row ``k`` is decision bar ``rows[k]``: the account is marked at that bar's close after
+the bar's fills (from the decision of row ``k - 1``), then decides the target that fills at
+the next bar's open.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from tradecore_lib.env import EnvConfig, Fill, load_env_config, make_env
+from tradecore_lib.env import EnvConfig, MarketData, load_env_config
+from tradecore_lib.env import kernels as K
+from tradecore_lib.env.engine import FillLog, decode_actions, fresh_state, kernel_params
+from tradecore_lib.errors import TradeCoreError
 
-Action = Any
-Policy = Callable[[np.ndarray], tuple[Action, np.ndarray | None]]
-"""Maps one observation (``(W * C + A,)`` float32) to an env action and, when the policy has
-them, the probabilities of the target-position choices (``(len(positions),)``)."""
-
-BACKTEST_OVERRIDES = {"random_start": False, "episode_length": None}
+WALK_OVERRIDES = {"random_start": False, "episode_length": None}
 
 
-@dataclass
-class Trajectory:
-    """What one backtest played, bar by bar (arrays of length T = decisions played).
+class BacktestError(TradeCoreError, ValueError):
+    """A backtest request cannot be played (the message says which policy and why)."""
 
-    Money is in the chained account's quote currency (see the module docstring).
+
+class Predictor(Protocol):
+    """A policy that decides from observations: (n, W * C + A) float32 observations to env
+    actions (n, ...) and, when it has them, the probabilities (n, len(positions)) of the
+    target positions (None otherwise)."""
+
+    def __call__(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """A precomputed policy: ``value`` is a constant target fraction in [-1, 1] or a (T,)
+    array of them, one per decision row of the walk (see :func:`decision_rows`)."""
+
+    value: float | np.ndarray
+
+
+@dataclass(frozen=True)
+class MlpPolicy:
+    """A feed-forward policy network as arrays, decided inside the kernel
+    (:func:`~tradecore_lib.env.kernels.walk_mlp`: no Python per bar).
 
     Attributes:
-        decision_ts_ms: (T,) open time (epoch ms) of the bar after whose close each decision
-            was made; the order fills at the next bar's open.
-        ts_ms: (T,) open time of the bar each step played.
-        equity: (T,) equity at the played bar's close.
-        position_qty: (T,) signed base quantity held at that close.
-        fees: (T,) fees paid on that bar.
-        target: (T,) target position in [-1, 1] the decision asked for.
-        probs: (T, P) probabilities of the target choices, or None.
-        actions: the decisions as given to the env.
-        initial_equity: equity before the first decision.
-        trade_pnls: net PnL of each round trip (entry to flat or flip; a position still open at
-            an episode's end is marked at that bar's close).
-        traded_notional: sum of |qty * price| over every fill.
-        kill_switch_hits: episodes ended by the RiskGuard.
+        obs_shift, obs_scale: (D,) float64; the network sees ``clip((obs - obs_shift) /
+            obs_scale, -obs_clip, obs_clip)`` as float32 (VecNormalize's frozen statistics;
+            zeros, ones and inf without).
+        obs_clip: see above.
+        weights, biases: the hidden layers, (in, out) and (out,) float32, in order.
+        relu: ReLU hidden activations (tanh otherwise).
+        head_weight, head_bias: the action head, (in, A) and (A,) float32.
+        action_dims: sizes of the discrete heads (``(P,)`` or ``(P, 3, 3)`` with nudge; the
+            action is each head's mode), or ``()`` for continuous actions (the head's outputs,
+            clipped to [-1, 1]).
     """
 
-    decision_ts_ms: np.ndarray
+    obs_shift: np.ndarray
+    obs_scale: np.ndarray
+    obs_clip: float
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+    relu: bool
+    head_weight: np.ndarray
+    head_bias: np.ndarray
+    action_dims: tuple[int, ...]
+
+
+PolicySpec = Target | MlpPolicy | Predictor
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    """One account's walk over one split (arrays of length T = decision rows).
+
+    Attributes:
+        name: the policy's name ("agent", "flat", "random_017", ...).
+        ts_ms: (T,) int64 open time of each decision bar (UTC epoch ms).
+        equity: (T,) float64 quote currency, marked at each bar's close after that bar's
+            fills and costs.
+        position: (T,) float64 signed position quantity (base currency) held after the bar.
+        target: (T,) float64 target fraction decided at each bar (executed at the next open).
+        probs: (T, P) probabilities of the target positions at each decision, or None.
+        fills: one row per fill: ``bar`` int32 (frame row), ``ts_ms`` int64, ``kind`` string
+            (market, stop, take_profit, kill_switch, guardrail, end), ``qty`` (signed base),
+            ``price`` (quote per base), ``fee`` (quote) float64.
+        initial_equity: equity before the first decision, quote currency.
+        fees, borrow_cost, funding_cost: totals over the split, quote currency.
+        kill_switch_hits: times the kill switch closed the account (0 or 1: it halts).
+        guardrail_breaches: daily / total loss limit breaches.
+        trades: round trips (flat -> position -> flat, or a flip).
+    """
+
+    name: str
     ts_ms: np.ndarray
     equity: np.ndarray
-    position_qty: np.ndarray
-    fees: np.ndarray
+    position: np.ndarray
     target: np.ndarray
     probs: np.ndarray | None
-    actions: list[Action]
+    fills: pa.Table
     initial_equity: float
-    trade_pnls: list[float] = field(default_factory=list)
-    traded_notional: float = 0.0
-    kill_switch_hits: int = 0
+    fees: float
+    borrow_cost: float
+    funding_cost: float
+    kill_switch_hits: int
+    guardrail_breaches: int
+    trades: int
+
+    @property
+    def trade_pnls(self) -> list[float]:
+        """Net PnL of each round trip (quote currency, fees included)."""
+        return round_trip_pnls(self.fills)
+
+    @property
+    def traded_notional(self) -> float:
+        """Sum of |qty * price| over every fill, quote currency."""
+        qty = self.fills["qty"].to_numpy()
+        return float(np.abs(qty * self.fills["price"].to_numpy()).sum())
 
 
-def backtest(frame: pd.DataFrame, env_settings: dict[str, Any], policy: Policy,
-             seed: int = 0) -> Trajectory:
-    """Walk ``frame`` once with ``policy`` (see the module docstring)."""
-    settings = {**env_settings, **BACKTEST_OVERRIDES}
-    env = make_env(frame, settings)
-    initial = float(env.cfg.initial_cash)
-    ts = env.data.ts_ms
-    close = env.data.close
-    decision_bars: list[int] = []
-    bars: list[int] = []
-    equity: list[float] = []
-    qty: list[float] = []
-    fees: list[float] = []
-    targets: list[float] = []
+@dataclass(frozen=True)
+class Walk:
+    """The bars a split's walk plays: ``rows`` (T,) frame rows in order, ``seg_first`` /
+    ``seg_end`` (T,) bool marking each segment's first and last row."""
+
+    data: MarketData
+    rows: np.ndarray
+    seg_first: np.ndarray
+    seg_end: np.ndarray
+
+    @property
+    def ts_ms(self) -> np.ndarray:
+        return self.data.ts_ms[self.rows]
+
+
+def walk_config(env_config: EnvConfig | str | Mapping[str, Any]) -> EnvConfig:
+    """The env config of a walk: the run's, with episodes running to each segment's end."""
+    return load_env_config(env_config, WALK_OVERRIDES)
+
+
+def plan_walk(frame: pd.DataFrame | MarketData, env_config: EnvConfig | str | Mapping[str, Any],
+              decision_start: int = 0) -> Walk:
+    """The rows of the walk of ``frame`` from row ``decision_start`` (see the module
+    docstring). A :class:`MarketData` must have been prepared with :func:`walk_config`."""
+    cfg = walk_config(env_config)
+    data = frame if isinstance(frame, MarketData) else MarketData.from_frame(frame, cfg)
+    starts = data.starts[data.starts >= decision_start]
+    if len(starts) == 0:
+        raise BacktestError(f"no decision bar at or after row {decision_start} of the frame "
+                            f"({len(data.ts_ms)} rows)")
+    ends = data.episode_end[starts]
+    first = np.ones(len(starts), dtype=bool)
+    first[1:] = ends[1:] != ends[:-1]
+    seg_starts = starts[first]
+    seg_ends = ends[first]
+    lengths = seg_ends - seg_starts + 1
+    offsets = np.repeat(seg_starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    rows = np.arange(int(lengths.sum()), dtype=np.int64) + offsets
+    seg_first = np.zeros(len(rows), dtype=bool)
+    seg_first[np.concatenate([[0], np.cumsum(lengths)[:-1]])] = True
+    seg_end = np.zeros(len(rows), dtype=bool)
+    seg_end[np.cumsum(lengths) - 1] = True
+    return Walk(data, rows, seg_first, seg_end)
+
+
+def decision_rows(frame: pd.DataFrame | MarketData,
+                  env_config: EnvConfig | str | Mapping[str, Any],
+                  decision_start: int = 0) -> np.ndarray:
+    """(T,) int64 open times of the walk's decision bars: the length a :class:`Target`
+    array must have."""
+    return plan_walk(frame, env_config, decision_start).ts_ms
+
+
+def run_policies(frame: pd.DataFrame | MarketData,
+                 env_config: EnvConfig | str | Mapping[str, Any],
+                 policies: Mapping[str, PolicySpec], decision_start: int = 0
+                 ) -> dict[str, PolicyRun]:
+    """Walk ``frame`` from row ``decision_start`` with every policy (see the module docstring).
+
+    Args:
+        frame: candles + features (``ts``, OHLCV, features; see :mod:`tradecore_lib.env`), or
+            :class:`MarketData` prepared with :func:`walk_config` (to share it between calls).
+        env_config: the run's env settings (a preset name, a mapping or an :class:`EnvConfig`);
+            ``random_start`` and ``episode_length`` do not apply to a walk.
+        policies: name -> :data:`PolicySpec`.
+        decision_start: frame row of the first decision bar (the rows before only warm the
+            causal normalization and the observation window).
+
+    Returns:
+        name -> :class:`PolicyRun`, in the order of ``policies``.
+    """
+    cfg = walk_config(env_config)
+    walk = plan_walk(frame, cfg, decision_start)
+    n_rows = len(walk.rows)
+    static = {name: spec for name, spec in policies.items() if isinstance(spec, Target)}
+    dynamic = {name: spec for name, spec in policies.items() if not isinstance(spec, Target)}
+    runs: dict[str, PolicyRun] = {}
+    if static:
+        targets = np.empty((len(static), n_rows))
+        for row, (name, spec) in enumerate(static.items()):
+            targets[row] = _target_path(name, spec, n_rows)
+        runs.update(_play(walk, cfg, list(static), targets, None))
+    for name, predictor in dynamic.items():
+        if isinstance(predictor, MlpPolicy):
+            runs.update(_play_mlp(walk, cfg, name, predictor))
+        else:
+            runs.update(_play(walk, cfg, [name], np.zeros((1, n_rows)), predictor))
+    return {name: runs[name] for name in policies}
+
+
+def _target_path(name: str, spec: Target, n_rows: int) -> np.ndarray:
+    path = np.broadcast_to(np.asarray(spec.value, dtype=np.float64), (n_rows,)) \
+        if np.ndim(spec.value) == 0 else np.asarray(spec.value, dtype=np.float64)
+    if path.shape != (n_rows,):
+        raise BacktestError(f"policy {name!r}: {path.shape[0]} targets for a walk of {n_rows} "
+                            "decision rows (see decision_rows())")
+    if not np.isfinite(path).all() or np.abs(path).max(initial=0.0) > 1.0:
+        raise BacktestError(f"policy {name!r}: targets must be finite fractions in [-1, 1]")
+    return path
+
+
+def _play(walk: Walk, cfg: EnvConfig, names: list[str], targets: np.ndarray,
+          predictor: Predictor | None) -> dict[str, PolicyRun]:
+    """Walk ``len(names)`` accounts; with a ``predictor``, its decisions fill ``targets``
+    row by row (and the nudges, with nudge presets)."""
+    data = walk.data
+    n, n_rows = targets.shape
+    state = fresh_state(cfg, n)
+    params = kernel_params(cfg, flatten_at_end=True)
+    nudge = cfg.nudge and predictor is not None
+    d_sl = np.zeros((n, n_rows if nudge else 0))
+    d_tp = np.zeros_like(d_sl)
+    start_target = np.zeros(n)
+    info = np.empty((len(K.INFO_ROWS), n))
+    log = FillLog(capacity=64 * n)
+    equity = np.empty((n, n_rows))
+    qty = np.empty((n, n_rows))
     probs: list[np.ndarray] = []
-    actions: list[Action] = []
-    trade_pnls: list[float] = []
-    notional = 0.0
-    kills = 0
-    chained = initial
-    last_bar = -1
-    obs, info = env.reset(seed=seed)
-    while info["bar"] >= last_bar:  # sequential starts wrap to the first bar at the end
-        scale = chained / initial
-        done = False
-        while not done:
-            decision_bars.append(env.bar)
-            action, p = policy(obs)
-            obs, _, terminated, truncated, info = env.step(action)
-            actions.append(action)
+    args = (walk.rows, walk.seg_first, walk.seg_end)
+    prices = (data.open, data.high, data.low, data.close)
+    if predictor is None:
+        k = 0
+        while k < n_rows:
+            log.reserve(K.FILLS_PER_BAR * n * 1024)
+            k = K.walk_accounts(state, targets, d_sl, d_tp, start_target, *args, k, n_rows,
+                                *prices, params, False, info, log.buffer, log.count, equity,
+                                qty)
+    else:
+        positions = np.asarray(cfg.positions, dtype=np.float64)
+        obs = np.empty((n, cfg.window * data.n_columns + cfg.account_size), dtype=np.float32)
+        bar = np.empty(n, dtype=np.int64)
+        accounts = np.arange(n, dtype=np.int64)
+        observe = (data.values, cfg.window, bar, accounts, cfg.nudge,
+                   float(cfg.time_scale_bars), float(cfg.obs_clip), obs)
+        simple = cfg.action_mode == "discrete" and not cfg.nudge
+        for k in range(n_rows):
+            if k % 1024 == 0:
+                log.reserve(K.FILLS_PER_BAR * n * 1024)
+            K.walk_row_and_observe(state, targets, d_sl, d_tp, start_target, *args, k,
+                                   *prices, params, nudge, info, log.buffer, log.count, equity,
+                                   qty, *observe)
+            actions, p = predictor(obs)
+            if simple:  # the common case, without decode_actions' generality (per bar)
+                targets[:, k] = positions[actions]
+            else:
+                target, a, b = decode_actions(cfg, positions, actions, n)
+                targets[:, k] = target
+                if nudge:
+                    d_sl[:, k] = a
+                    d_tp[:, k] = b
             if p is not None:
                 probs.append(p)
-            bars.append(info["bar"])
-            equity.append(info["equity"] * scale)
-            qty.append(info["position_qty"] * scale)
-            fees.append(info["fees"] * scale)
-            targets.append(info["target_position"])
-            done = terminated or truncated
-        kills += int(terminated)
-        episode_fills = list(env.engine.fills)
-        trade_pnls.extend(p * scale for p in round_trip_pnls(episode_fills, close[info["bar"]]))
-        notional += scale * sum(abs(f.qty * f.price) for f in episode_fills)
-        chained = equity[-1]
-        last_bar = info["bar"]
-        obs, info = env.reset()
-    return Trajectory(
-        decision_ts_ms=ts[np.asarray(decision_bars)], ts_ms=ts[np.asarray(bars)],
-        equity=np.asarray(equity), position_qty=np.asarray(qty), fees=np.asarray(fees),
-        target=np.asarray(targets), probs=np.stack(probs) if probs else None, actions=actions,
-        initial_equity=initial, trade_pnls=trade_pnls, traded_notional=notional,
-        kill_switch_hits=kills,
-    )
+    return _runs(walk, cfg, names, state, log, equity, qty, targets,
+                 np.stack(probs, axis=1) if probs else None)
 
 
-def round_trip_pnls(fills: list[Fill], mark_price: float) -> list[float]:
-    """Net PnL (quote currency, fees included) of each round trip in one episode's fills.
+def _play_mlp(walk: Walk, cfg: EnvConfig, name: str, policy: MlpPolicy
+              ) -> dict[str, PolicyRun]:
+    """The walk of one account decided by ``policy`` inside the kernel."""
+    data = walk.data
+    n_rows = len(walk.rows)
+    state = fresh_state(cfg, 1)
+    targets = np.zeros((1, n_rows))
+    d_sl = np.zeros((1, n_rows if cfg.nudge else 0))
+    d_tp = np.zeros_like(d_sl)
+    log = FillLog(capacity=K.FILLS_PER_BAR * n_rows)
+    equity = np.empty((1, n_rows))
+    qty = np.empty((1, n_rows))
+    discrete = len(policy.action_dims) > 0
+    probs = np.zeros((n_rows, policy.action_dims[0] if discrete else 0))
+    K.walk_mlp(state, targets, d_sl, d_tp, np.zeros(1), walk.rows, walk.seg_first,
+               walk.seg_end, data.open, data.high, data.low, data.close,
+               kernel_params(cfg, flatten_at_end=True), cfg.nudge,
+               np.empty((len(K.INFO_ROWS), 1)), log.buffer, log.count, equity, qty,
+               data.values, cfg.window, float(cfg.time_scale_bars), float(cfg.obs_clip),
+               np.asarray(cfg.positions, dtype=np.float64),
+               np.asarray(policy.action_dims, dtype=np.int64),
+               policy.obs_shift, policy.obs_scale, float(policy.obs_clip), policy.weights,
+               policy.biases, policy.relu, policy.head_weight, policy.head_bias, probs)
+    return _runs(walk, cfg, [name], state, log, equity, qty, targets,
+                 probs[None] if discrete else None)
+
+
+def _runs(walk: Walk, cfg: EnvConfig, names: list[str], state: np.ndarray, log: FillLog,
+          equity: np.ndarray, qty: np.ndarray, targets: np.ndarray,
+          probs: np.ndarray | None) -> dict[str, PolicyRun]:
+    """The :class:`PolicyRun` of each walked account (``probs``: (N, T, P) or None)."""
+    runs = {}
+    for j, name in enumerate(names):
+        fills = log.table(walk.data.ts_ms, account=j)
+        runs[name] = PolicyRun(
+            name=name, ts_ms=walk.ts_ms, equity=equity[j], position=qty[j], target=targets[j],
+            probs=None if probs is None else probs[j], fills=fills,
+            initial_equity=float(cfg.initial_cash),
+            fees=float(np.sum(fills["fee"].to_numpy())), borrow_cost=0.0, funding_cost=0.0,
+            kill_switch_hits=int(state[K.HALTED, j]), guardrail_breaches=0,
+            trades=len(round_trip_pnls(fills)),
+        )
+    return runs
+
+
+def baseline_policies(env_config: EnvConfig | str | Mapping[str, Any], n_rows: int,
+                      seed: int) -> dict[str, PolicySpec]:
+    """Buy-and-hold (the largest long target every bar), always flat, and seeded random
+    targets (uniform over the discrete positions, or in [-1, 1]) for a walk of ``n_rows``
+    decision rows."""
+    cfg = walk_config(env_config)
+    rng = np.random.default_rng(seed)
+    if cfg.action_mode == "discrete":
+        long_target = max(cfg.positions)
+        random_path = np.asarray(cfg.positions)[rng.integers(len(cfg.positions), size=n_rows)]
+    else:
+        long_target = 1.0
+        random_path = rng.uniform(-1.0, 1.0, size=n_rows)
+    return {"buy_and_hold": Target(long_target), "flat": Target(0.0),
+            "random": Target(random_path)}
+
+
+def round_trip_pnls(fills: pa.Table) -> list[float]:
+    """Net PnL (quote currency, fees included) of each round trip in ``fills`` (in order).
 
     A trip opens when the position leaves flat and closes when it returns to flat; a fill
     that flips the position closes one trip and opens the next (its fee split by quantity).
-    A position open after the last fill is marked at ``mark_price``.
+    Every walk ends flat (segment ends close positions), so every trip is closed.
     """
     pnls: list[float] = []
     qty = 0.0
     pnl = 0.0
-    for fill in fills:
-        remaining = fill.qty
-        fee_per_unit = fill.fee / abs(fill.qty)
+    for q, price, fee in zip(fills["qty"].to_pylist(), fills["price"].to_pylist(),
+                             fills["fee"].to_pylist(), strict=True):
+        remaining = q
+        fee_per_unit = fee / abs(q)
         if qty != 0.0 and (qty > 0.0) != (remaining > 0.0):
             closing = -qty if abs(remaining) >= abs(qty) else remaining
-            pnl -= closing * fill.price + abs(closing) * fee_per_unit
+            pnl -= closing * price + abs(closing) * fee_per_unit
             qty += closing
             remaining -= closing
             if abs(qty) <= 1e-12 * abs(closing):
@@ -141,46 +385,6 @@ def round_trip_pnls(fills: list[Fill], mark_price: float) -> list[float]:
                 pnls.append(pnl)
                 pnl = 0.0
         if remaining != 0.0:
-            pnl -= remaining * fill.price + abs(remaining) * fee_per_unit
+            pnl -= remaining * price + abs(remaining) * fee_per_unit
             qty += remaining
-    if qty != 0.0:
-        pnls.append(pnl + qty * mark_price)
     return pnls
-
-
-def constant_action(cfg: EnvConfig, target: float) -> Action:
-    """The env action asking for ``target`` every bar (nudges, if any, keep the stops)."""
-    if cfg.action_mode == "continuous":
-        return np.array([target, 0.0, 0.0] if cfg.nudge else [target], dtype=np.float32)
-    if target not in cfg.positions:
-        raise ValueError(f"env preset {cfg.name!r} has no position {target} in {cfg.positions}")
-    index = list(cfg.positions).index(target)
-    return np.array([index, 1, 1]) if cfg.nudge else index
-
-
-def random_policy(cfg: EnvConfig, seed: int) -> Policy:
-    """Uniformly random actions of ``cfg``'s action space from a generator seeded ``seed``."""
-    rng = np.random.default_rng(seed)
-    n_positions = len(cfg.positions)
-
-    def act(obs: np.ndarray) -> tuple[Action, None]:
-        if cfg.action_mode == "continuous":
-            return rng.uniform(-1.0, 1.0, size=3 if cfg.nudge else 1).astype(np.float32), None
-        if cfg.nudge:
-            return np.array([rng.integers(n_positions), rng.integers(3), rng.integers(3)]), None
-        return int(rng.integers(n_positions)), None
-
-    return act
-
-
-def baseline_policies(env_settings: dict[str, Any], seed: int) -> dict[str, Policy]:
-    """Buy-and-hold (the largest long target every bar), always flat, and seeded random."""
-    cfg = load_env_config({**env_settings, **BACKTEST_OVERRIDES})
-    long_target = max(cfg.positions) if cfg.action_mode == "discrete" else 1.0
-    long_action = constant_action(cfg, long_target)
-    flat_action = constant_action(cfg, 0.0)
-    return {
-        "buy_and_hold": lambda obs: (long_action, None),
-        "flat": lambda obs: (flat_action, None),
-        "random": random_policy(cfg, seed),
-    }

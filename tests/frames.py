@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tradecore_lib.months import Month
-from tradecore_lib.synthetic import SyntheticParams, generate_month
+from tradecore_lib.sources.synthetic_generator import SyntheticOptions, generate_month
 
 
 def add_numpy_features(frame: pd.DataFrame, n_features: int = 2) -> pd.DataFrame:
@@ -44,7 +44,7 @@ def synthetic_frame(month: Month | None = None, n_features: int = 2,
                     market: str = "synthetic_btc_usd") -> pd.DataFrame:
     """A month (default 2024-01) of synthetic 1-minute candles (real gaps included) with
     numpy features."""
-    table = generate_month(SyntheticParams(seed=seed), market, month or Month(2024, 1))
+    table = generate_month(SyntheticOptions(seed=seed), market, month or Month(2024, 1))
     frame = table.to_pandas()
     if rows is not None:
         frame = frame.iloc[:rows].reset_index(drop=True)
