@@ -34,7 +34,7 @@ def test_every_candles_asset_has_blocking_partitioned_checks():
     assert candle_keys
     for key in candle_keys:
         checks = {c.name: c for c in graph.get_check_keys_for_assets({key})}
-        assert set(checks) == {"schema", "time_grid", "ohlc_sanity", "gaps"}
+        assert set(checks) == {"schema", "time_grid", "ohlc_sanity", "gaps", "coverage"}
         for check_key in checks.values():
             spec = graph.get_check_spec(check_key)
             assert spec.blocking and spec.partitions_def is not None
