@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from tradecore_lib.config import ConfigModel, did_you_mean
+from tradecore_lib.errors import TradeCoreError
 from tradecore_lib.lake import Lake
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
@@ -81,7 +82,7 @@ def source_options(market: Market) -> ConfigModel:
     return parse_source_options(market.venue, market.source)
 
 
-class SourceUnavailableError(RuntimeError):
+class SourceUnavailableError(TradeCoreError, RuntimeError):
     """The market's venue has no source implementation (yet) or is not configured."""
 
 

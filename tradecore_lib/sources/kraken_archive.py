@@ -44,6 +44,10 @@ class ArchiveFormatError(TradeCoreError, ValueError):
     """An archive file is not a Kraken OHLCVT file; the message names file, member and line."""
 
 
+class ArchiveMissingError(TradeCoreError, FileNotFoundError):
+    """The archive file to import does not exist (any more)."""
+
+
 def archive_names(market: Market) -> tuple[str, ...]:
     """File names (or ZIP member base names) that hold ``market``'s 1-minute archive."""
     if market.venue != "kraken_spot":
@@ -214,7 +218,7 @@ def parse_archive(
     """
     if stream is None:
         if not path.is_file():
-            raise FileNotFoundError(f"archive file not found: {path}")
+            raise ArchiveMissingError(f"archive file not found: {path}")
         with path.open("rb") as opened:
             return parse_archive(path, market, stream=opened, sha256=sha256)
     member = archive_member(path, market, stream)

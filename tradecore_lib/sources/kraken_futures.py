@@ -91,7 +91,7 @@ def _checked(rows: list[list[Any]], call: str) -> np.ndarray:
     try:
         candles = np.array(rows, dtype=np.float64).reshape(-1, 6)
     except (TypeError, ValueError) as exc:
-        raise KrakenPermanentError(f"{call}: malformed payload: {exc}") from exc
+        raise KrakenPermanentError(f"{call}: malformed payload: {exc}", malformed=True) from None
     volume_ok = np.isfinite(candles[:, 5]) & (candles[:, 5] >= 0)
     prices_ok = (np.isfinite(candles[:, 1:5]) & (candles[:, 1:5] > 0)).all(axis=1)
     # Zero-volume fills may carry any price; a traded minute must have real prices.

@@ -179,7 +179,7 @@ class _Staging:
             return None
         raw = json.loads(self.lake.read_bytes(key))
         if raw.get("version") != STATE_VERSION:
-            raise ValueError(
+            raise KrakenPermanentError(
                 f"checkpoint {self.lake.uri(key)} has version {raw.get('version')}, expected "
                 f"{STATE_VERSION}; delete {self.uri} to download the month again"
             )
@@ -403,7 +403,8 @@ class KrakenSpotSource:
         try:
             page = _columns(rows)
         except (TypeError, ValueError, IndexError) as exc:
-            raise KrakenPermanentError(f"{call}: malformed payload: {exc}") from exc
+            raise KrakenPermanentError(f"{call}: malformed payload: {exc}",
+                                       malformed=True) from None
         bad = np.flatnonzero(
             ~(np.isfinite(page.price) & (page.price > 0) & np.isfinite(page.amount)
               & (page.amount > 0))
