@@ -86,26 +86,27 @@ def talib_same_columns(
     out: dict[str, np.ndarray] = {}
     volume_sum = talib.SUM(v, 60)
     vwap = _ratio(talib.SUM((h + lo + c) * v / 3.0, 60), volume_sum)
-    out["vwap_60"], out["vwap_dist_60"] = vwap, c / vwap - 1.0
+    out["vwap_dist_60"] = c / vwap - 1.0
     sma_60 = talib.SMA(c, 60)
     out["zscore_60"] = _ratio(c - sma_60, talib.STDDEV(c, 60, 1.0))
     atr = talib.ATR(h, lo, c, 14)
-    out["atr_14"], out["natr_14"] = atr, talib.NATR(h, lo, c, 14)
+    out["natr_14"] = talib.NATR(h, lo, c, 14)
     out["rsi_14"] = talib.RSI(c, 14)
     upper, middle, lower = talib.BBANDS(c, 20, 2.0, 2.0, 0)
     width = upper - lower
-    out["bb_20_middle"], out["bb_20_upper"], out["bb_20_lower"] = middle, upper, lower
+    out["bb_20_upper_dist"], out["bb_20_lower_dist"] = upper / c - 1.0, lower / c - 1.0
     out["bb_20_pctb"], out["bb_20_bandwidth"] = _ratio(c - lower, width), _ratio(width, middle)
     line, signal, hist = talib.MACD(c, 12, 26, 9)
-    out["macd_12_26_9_line"], out["macd_12_26_9_signal"] = line, signal
-    out["macd_12_26_9_hist"] = hist
+    out["macd_12_26_9_line_to_close"] = _ratio(line, c)
+    out["macd_12_26_9_signal_to_close"] = _ratio(signal, c)
+    out["macd_12_26_9_hist_to_close"] = _ratio(hist, c)
     out["sma_20_ratio"] = c / talib.SMA(c, 20) - 1.0
     out["sma_60_ratio"] = c / sma_60 - 1.0
     out["sma_240_ratio"] = c / talib.SMA(c, 240) - 1.0
     for n in (12, 60, 240):
         out[f"ema_{n}_ratio"] = c / talib.EMA(c, n) - 1.0
     volume_ma = talib.SMA(v, 60)
-    out["volume_ma_60"], out["volume_ratio_60"] = volume_ma, _ratio(v, volume_ma)
+    out["volume_ratio_60"] = _ratio(v, volume_ma)
     out["volume_trend_15_60"] = talib.SMA(v, 15) / volume_ma - 1.0
     spread = h - lo
     out["hl_range"], out["range_atr_14"] = spread / c, _ratio(spread, atr)
@@ -121,26 +122,25 @@ def pandas_full(frame: pd.DataFrame) -> pd.DataFrame:
     c, h, lo, v = frame["close"], frame["high"], frame["low"], frame["volume"]
     out = pd.DataFrame(index=frame.index)
     typical = (h + lo + c) / 3.0
-    out["vwap_60"] = (typical * v).rolling(60).sum() / v.rolling(60).sum()
-    out["vwap_dist_60"] = c / out["vwap_60"] - 1.0
+    out["vwap_dist_60"] = c / ((typical * v).rolling(60).sum() / v.rolling(60).sum()) - 1.0
     out["zscore_60"] = (c - c.rolling(60).mean()) / c.rolling(60).std(ddof=0)
     previous = c.shift()
     ranges = [h - lo, (h - previous).abs(), (lo - previous).abs()]
     true_range = pd.concat(ranges, axis=1).max(axis=1)
-    out["atr_14"] = true_range.ewm(alpha=1 / 14, adjust=False).mean()
-    out["natr_14"] = out["atr_14"] / c * 100.0
+    atr = true_range.ewm(alpha=1 / 14, adjust=False).mean()
+    out["natr_14"] = atr / c * 100.0
     delta = c.diff()
     gain = delta.clip(lower=0).ewm(alpha=1 / 14, adjust=False).mean()
     loss = (-delta.clip(upper=0)).ewm(alpha=1 / 14, adjust=False).mean()
     out["rsi_14"] = 100.0 - 100.0 / (1.0 + gain / loss)
     middle, std = c.rolling(20).mean(), c.rolling(20).std(ddof=0)
-    out["bb_20_middle"] = middle
-    out["bb_20_upper"], out["bb_20_lower"] = middle + 2 * std, middle - 2 * std
-    out["bb_20_pctb"] = (c - out["bb_20_lower"]) / (4 * std)
+    out["bb_20_upper_dist"] = (middle + 2 * std) / c - 1.0
+    out["bb_20_lower_dist"] = (middle - 2 * std) / c - 1.0
+    out["bb_20_pctb"] = (c - (middle - 2 * std)) / (4 * std)
     out["bb_20_bandwidth"] = 4 * std / middle
     line = c.ewm(span=12, adjust=False).mean() - c.ewm(span=26, adjust=False).mean()
-    out["macd_line"], out["macd_signal"] = line, line.ewm(span=9, adjust=False).mean()
-    out["macd_hist"] = line - out["macd_signal"]
+    signal = line.ewm(span=9, adjust=False).mean()
+    out["macd_line"], out["macd_signal"], out["macd_hist"] = line / c, signal / c, (line - signal) / c
     for n in (20, 60, 240):
         out[f"sma_{n}_ratio"] = c / c.rolling(n).mean() - 1.0
     for n in (12, 60, 240):
@@ -150,10 +150,10 @@ def pandas_full(frame: pd.DataFrame) -> pd.DataFrame:
         out[f"logret_{n}"] = log_close - log_close.shift(n)
     out["rvol_60"] = np.sqrt((out["logret_1"] ** 2).rolling(60).sum())
     volume_ma = v.rolling(60).mean()
-    out["volume_ma_60"], out["volume_ratio_60"] = volume_ma, v / volume_ma
+    out["volume_ratio_60"] = v / volume_ma
     out["volume_trend_15_60"] = v.rolling(15).mean() / volume_ma - 1.0
     out["hl_range"] = (h - lo) / c
-    out["range_atr_14"] = (h - lo) / out["atr_14"]
+    out["range_atr_14"] = (h - lo) / atr
     for city, zone, start, end in (("tokyo", "Asia/Tokyo", 9, 18),
                                    ("london", "Europe/London", 8, 17),
                                    ("new_york", "America/New_York", 8, 17)):

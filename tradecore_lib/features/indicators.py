@@ -110,18 +110,19 @@ def _vwap(c: CandleArrays, p: Params) -> dict[str, np.ndarray]:
     weighted *= c.volume
     weighted /= 3.0
     vwap = _divide(talib.SUM(weighted, n), _volume_sum(c, n))
-    return {f"vwap_{n}": vwap, f"vwap_dist_{n}": _ratio_minus_one(c.close, vwap)}
+    return {f"vwap_dist_{n}": _ratio_minus_one(c.close, vwap)}
 
 
 register(
     Indicator(
         name="vwap",
         label="Rolling VWAP",
-        description="vwap_N: volume-weighted average of the typical price (high+low+close)/3 "
-        "over the last N bars (quote currency); vwap_dist_N = close / vwap_N - 1. NaN when "
-        "the window traded no volume.",
+        description="vwap_dist_N = close / VWAP_N - 1 (dimensionless), VWAP_N being the "
+        "volume-weighted average of the typical price (high+low+close)/3 over the last N bars. "
+        "The VWAP level itself is not a column: a price level lets a model memorize where a "
+        "month's prices were. NaN when the window traded no volume.",
         params=(_window(60, "rolling window"),),
-        outputs=lambda p: [f"vwap_{p['window']}", f"vwap_dist_{p['window']}"],
+        outputs=lambda p: [f"vwap_dist_{p['window']}"],
         lookback=lambda p: int(p["window"]) - 1,
         compute=_vwap,
         talib=("SUM",),
@@ -156,20 +157,21 @@ register(
 
 def _atr_columns(c: CandleArrays, p: Params) -> dict[str, np.ndarray]:
     n = int(p["window"])
-    return {f"atr_{n}": _atr(c, n), f"natr_{n}": talib.NATR(c.high, c.low, c.close, n)}
+    return {f"natr_{n}": talib.NATR(c.high, c.low, c.close, n)}
 
 
 register(
     Indicator(
         name="atr",
         label="Average True Range",
-        description="atr_N = TA-Lib ATR(high, low, close, N), Wilder-smoothed true range "
-        "(quote currency); natr_N = TA-Lib NATR, the same in percent of close.",
+        description="natr_N = TA-Lib NATR(high, low, close, N): the Wilder-smoothed true "
+        "range in percent of close (stationary; the ATR level in quote currency is not a "
+        "column).",
         params=(_window(14, "Wilder smoothing window", MAX_WILDER_WINDOW),),
-        outputs=lambda p: [f"atr_{p['window']}", f"natr_{p['window']}"],
+        outputs=lambda p: [f"natr_{p['window']}"],
         lookback=lambda p: _wilder_lookback(int(p["window"])),
         compute=_atr_columns,
-        talib=("ATR", "NATR"),
+        talib=("NATR",),
     )
 )
 
@@ -196,9 +198,8 @@ def _bbands(c: CandleArrays, p: Params) -> dict[str, np.ndarray]:
     upper, middle, lower = talib.BBANDS(c.close, n, k, k, 0)
     width = upper - lower
     return {
-        f"bb_{n}_middle": middle,
-        f"bb_{n}_upper": upper,
-        f"bb_{n}_lower": lower,
+        f"bb_{n}_upper_dist": _ratio_minus_one(upper, c.close),
+        f"bb_{n}_lower_dist": _ratio_minus_one(lower, c.close),
         f"bb_{n}_pctb": _divide(c.close - lower, width),
         f"bb_{n}_bandwidth": _divide(width, middle),
     }
@@ -208,15 +209,17 @@ register(
     Indicator(
         name="bbands",
         label="Bollinger Bands",
-        description="TA-Lib BBANDS(close, N, nbdev, nbdev, SMA): bb_N_middle/upper/lower "
-        "(quote currency); bb_N_pctb = (close - lower) / (upper - lower) (0 at the lower "
-        "band, 1 at the upper); bb_N_bandwidth = (upper - lower) / middle.",
+        description="TA-Lib BBANDS(close, N, nbdev, nbdev, SMA), as ratios (the band levels "
+        "in quote currency are not columns): bb_N_upper_dist = upper / close - 1, "
+        "bb_N_lower_dist = lower / close - 1; bb_N_pctb = (close - lower) / (upper - lower) "
+        "(0 at the lower band, 1 at the upper); bb_N_bandwidth = (upper - lower) / middle.",
         params=(
             _window(20, "moving-average window"),
             ParamSpec("nbdev", "float", 2.0, 0.5, 5.0, "band width in standard deviations"),
         ),
         outputs=lambda p: [
-            f"bb_{p['window']}_{part}" for part in ("middle", "upper", "lower", "pctb", "bandwidth")
+            f"bb_{p['window']}_{part}"
+            for part in ("upper_dist", "lower_dist", "pctb", "bandwidth")
         ],
         lookback=lambda p: int(p["window"]) - 1,
         compute=_bbands,
@@ -234,21 +237,26 @@ def _macd_name(p: Params) -> str:
 def _macd(c: CandleArrays, p: Params) -> dict[str, np.ndarray]:
     line, signal, hist = talib.MACD(c.close, int(p["fast"]), int(p["slow"]), int(p["signal"]))
     name = _macd_name(p)
-    return {f"{name}_line": line, f"{name}_signal": signal, f"{name}_hist": hist}
+    return {f"{name}_{part}_to_close": _divide(value, c.close)
+            for part, value in (("line", line), ("signal", signal), ("hist", hist))}
 
 
 register(
     Indicator(
         name="macd",
         label="MACD",
-        description="TA-Lib MACD(close, fast, slow, signal): macd_F_S_G_line = EMA_F - EMA_S, "
-        "_signal = EMA_G of the line, _hist = line - signal (quote currency).",
+        description="TA-Lib MACD(close, fast, slow, signal) divided by close (dimensionless; "
+        "MACD in quote currency scales with the price level): macd_F_S_G_line_to_close = "
+        "(EMA_F - EMA_S) / close, _signal_to_close = EMA_G of the line / close, "
+        "_hist_to_close = (line - signal) / close.",
         params=(
             _window(12, "fast EMA window", MAX_EMA_WINDOW, "fast"),
             _window(26, "slow EMA window", MAX_EMA_WINDOW, "slow"),
             _window(9, "signal EMA window", MAX_EMA_WINDOW, "signal"),
         ),
-        outputs=lambda p: [f"{_macd_name(p)}_{part}" for part in ("line", "signal", "hist")],
+        outputs=lambda p: [
+            f"{_macd_name(p)}_{part}_to_close" for part in ("line", "signal", "hist")
+        ],
         lookback=lambda p: _ema_lookback(int(p["slow"])) + _ema_lookback(int(p["signal"])),
         compute=_macd,
         talib=("MACD",),
@@ -337,7 +345,6 @@ def _volume(c: CandleArrays, p: Params) -> dict[str, np.ndarray]:
     fast, slow = int(p["fast"]), int(p["slow"])
     slow_ma = _sma(c, "volume", slow)
     return {
-        f"volume_ma_{slow}": slow_ma,
         f"volume_ratio_{slow}": _divide(c.volume, slow_ma),
         f"volume_trend_{fast}_{slow}": _ratio_minus_one(_sma(c, "volume", fast), slow_ma),
     }
@@ -347,15 +354,14 @@ register(
     Indicator(
         name="volume",
         label="Volume features",
-        description="volume_ma_S = SMA(volume, S) (base currency per bar); volume_ratio_S = "
-        "volume / volume_ma_S; volume_trend_F_S = SMA(volume, F) / SMA(volume, S) - 1 (> 0 "
+        description="volume_ratio_S = volume / SMA(volume, S) (the average's level in base "
+        "currency is not a column); volume_trend_F_S = SMA(volume, F) / SMA(volume, S) - 1 (> 0 "
         "when recent volume rises). NaN when the slow window traded nothing.",
         params=(
             _window(15, "fast volume average", name="fast"),
             _window(60, "slow volume average", name="slow"),
         ),
         outputs=lambda p: [
-            f"volume_ma_{p['slow']}",
             f"volume_ratio_{p['slow']}",
             f"volume_trend_{p['fast']}_{p['slow']}",
         ],

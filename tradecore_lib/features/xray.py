@@ -59,8 +59,8 @@ def xray_png(series: CandleArrays, start: int, title: str, zoom_rows: int = 1_44
     price.plot(when[zoom], series.close[zoom], color="black", linewidth=0.7, label="close")
     price.fill_between(
         when[zoom],
-        bands["bb_20_lower"][zoom],
-        bands["bb_20_upper"][zoom],
+        series.close[zoom] * (1.0 + bands["bb_20_lower_dist"][zoom]),
+        series.close[zoom] * (1.0 + bands["bb_20_upper_dist"][zoom]),
         color="tab:blue",
         alpha=0.25,
         label="Bollinger 20, 2 sd",
