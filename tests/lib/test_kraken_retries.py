@@ -8,7 +8,6 @@ import pytest
 
 from tests.conftest import kraken_market
 from tradecore_lib.sources.kraken_client import (
-    RETRY_BUDGET_S,
     KrakenOptions,
     KrakenUnavailableError,
     connect,
@@ -43,7 +42,7 @@ def test_a_permanent_outage_stops_at_the_elapsed_budget(make_kraken):
     with pytest.raises(KrakenUnavailableError) as failure:
         client.call("kraken_spot_btc_usd 2024-03: Trades", client.exchange.fetch_trades,
                     "BTC/USD")
-    assert clock.now == pytest.approx(RETRY_BUDGET_S)  # the last wait is cut to the budget
+    assert clock.now == pytest.approx(KrakenOptions().retry_budget_s)  # the last wait is cut to the budget
     attempts = len(clock.sleeps) + 1
     assert server.fake.requests["/0/public/Trades"] == attempts < 10_000
     message = str(failure.value)

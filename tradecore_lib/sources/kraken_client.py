@@ -10,9 +10,10 @@ proxy credentials (``https://user:pass@proxy``). ccxt and requests quote the URL
 their errors, so no third-party exception is ever chained to ours: :meth:`KrakenClient.call`
 raises ``from None`` with a redacted summary of the cause (:mod:`tradecore_lib.redaction`).
 
-Retries are bounded twice: by ``retry_attempts`` and by :data:`RETRY_BUDGET_S` seconds of
-total time per call (the last backoff is cut to what is left), so a permanent outage ends in
-about two minutes whatever the backoff settings; the final message says how long it tried.
+Retries are bounded twice: by ``retry_attempts`` and by ``retry_budget_s`` (a source option,
+120 s by default) of total time per call (the last backoff is cut to what is left), so a
+permanent outage ends in about two minutes whatever the backoff settings; the final message
+says how long it tried.
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ _PERMANENT_HTTP_STATUSES = frozenset({400, 401, 403, 404, 405, 410})
 _CCXT_HTTP_STATUS = re.compile(r"^\S+ (?:GET|POST|PUT|DELETE) \S+ (\d{3}) ")
 
 # Seconds one call may spend retrying, first request to last, before it gives up.
-RETRY_BUDGET_S = 120.0
 
 T = TypeVar("T")
 
@@ -143,7 +143,6 @@ class KrakenClient:
         stats: requests and retries so far.
         sleep: the backoff sleeper (seconds); tests may replace it.
         clock: monotonic seconds, for the retry budget; tests may replace it.
-        retry_budget_s: seconds one call may take, retries and backoff included.
     """
 
     exchange: ccxt.Exchange
@@ -152,7 +151,6 @@ class KrakenClient:
     stats: CallStats = field(default_factory=CallStats)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
-    retry_budget_s: float = RETRY_BUDGET_S
 
     @property
     def api_url(self) -> str:
@@ -181,11 +179,11 @@ class KrakenClient:
                         f"{what}: {detail}", malformed=isinstance(exc, (TypeError, ValueError))
                     ) from None
                 elapsed = self.clock() - started
-                if attempt >= self.options.retry_attempts or elapsed >= self.retry_budget_s:
+                if attempt >= self.options.retry_attempts or elapsed >= self.options.retry_budget_s:
                     raise KrakenUnavailableError(
                         f"{what}: Kraken at {self.api_url} still failing after {attempt} "
                         f"attempt(s) over {elapsed:.1f} s (limits: {self.options.retry_attempts} "
-                        f"attempts, {self.retry_budget_s:.0f} s); last error: {detail}; re-run "
+                        f"attempts, {self.options.retry_budget_s:.0f} s); last error: {detail}; re-run "
                         "to resume from the checkpoint"
                     ) from None
             self.stats.retries += 1
@@ -195,7 +193,7 @@ class KrakenClient:
                 self.options.retry_max_delay_s,
                 self.options.retry_base_delay_s * 2 ** (attempt - 1),
             )
-            self.sleep(min(random.uniform(0.0, cap), self.retry_budget_s - elapsed))
+            self.sleep(min(random.uniform(0.0, cap), self.options.retry_budget_s - elapsed))
 
 
 def _build(

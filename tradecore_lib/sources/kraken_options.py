@@ -31,6 +31,11 @@ class KrakenOptions(ConfigModel):
     )
     retry_max_delay_s: float = Field(default=60.0, ge=0,
                                      description="Cap of one backoff in seconds.")
+    retry_budget_s: float = Field(
+        default=120.0, gt=0,
+        description="Total seconds one call may spend retrying (attempts and backoffs "
+        "together); a permanent outage ends after about this long, whatever the attempts.",
+    )
     trades_page_size: int = Field(
         default=1000, ge=1, le=1000,
         description="Trades per spot Trades request (Kraken serves at most 1000).",
