@@ -6,28 +6,39 @@ Store: an explicit tracking URI, ``MLFLOW_TRACKING_URI`` when set, else a local 
 
 Who logs: the orchestrator, after the training process exited. A GPU pod cannot reach a local
 SQLite store, so the training process only writes ``metrics.jsonl`` and the checkpoint to the
-lake; :meth:`Tracker.log_training` then replays the metric history (with its steps), logs the
-params and the checkpoint files, and registers the model. It is idempotent per TradeCore run
-id (tag ``tradecore.run_id``): re-materializing a finished run reuses its MLflow run and model
-version instead of duplicating them.
+lake; :meth:`Tracker.log_run` then replays the finished run from its checkpoint folder: the
+params (the resolved config), the metric history with its steps, the checkpoint files, the
+run record's tags, and (for the run that can be promoted) a registered model version. It is
+idempotent per TradeCore run id (tag ``tradecore.run_id``): logging a finished run again
+reuses its MLflow run and model version and refreshes their tags.
 
 Registry: one registered model per market, ``tradecore-ppo-<market>``; the alias ``champion``
-points at the promoted version (MLflow stages are deprecated). Versions carry the lake
-location of their checkpoint (tag ``checkpoint_uri``, ``run_id``), which is what signals load.
+mirrors the ``champion/<market>`` asset (it moves when that asset materializes; the asset's
+record, not the alias, is what signals read). Versions are tagged with the run record
+(``tradecore.run_id``, ``tradecore.checkpoint_uri``, digests...).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradecore_lib.paths import data_dir
 from tradecore_lib.redaction import redact_url as redact
+from tradecore_lib.train.checkpoints import CONFIG, LINEAGE, METRICS, MODEL, VECNORMALIZE, RunStore
+from tradecore_lib.train.record import MlflowRef, RunRecord
+
+if TYPE_CHECKING:
+    from tradecore_lib.evaluation.summary import EvaluationSummary
+    from tradecore_lib.lake import Lake
 
 CHAMPION = "champion"
 RUN_TAG = "tradecore.run_id"
+# Files of a finished run logged as artifacts (periodic checkpoints stay in the lake).
+ARTIFACTS = (MODEL, VECNORMALIZE, CONFIG, LINEAGE, METRICS)
 
 
 def default_tracking_uri() -> str:
@@ -62,22 +73,14 @@ def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Registered:
-    """Where a training run landed in MLflow."""
-
-    mlflow_run_id: str
-    model_name: str
-    version: str
-
-
-@dataclass(frozen=True)
 class Champion:
-    """The model version the ``champion`` alias points at."""
+    """The model version the ``champion`` alias points at (read to adopt a champion set
+    before the ``champion/<market>`` asset existed)."""
 
     model_name: str
     version: str
     run_id: str
-    checkpoint_uri: str
+    mlflow_run_id: str
 
 
 class Tracker:
@@ -114,37 +117,48 @@ class Tracker:
                                        f"tags.`{RUN_TAG}` = '{run_id}'", max_results=1)
         return runs[0].info.run_id if runs else None
 
-    def log_training(self, market: str, run_id: str, config: dict[str, Any],
-                     metrics: list[dict[str, Any]], artifact_dir: Path,
-                     tags: dict[str, str]) -> Registered:
-        """Log a finished training run and register its model (idempotent per ``run_id``).
+    def log_run(self, store: RunStore, tags: dict[str, str], *, register: bool) -> MlflowRef:
+        """Replay the finished run in ``store`` into MLflow; register it when ``register``.
 
-        ``metrics`` are ``metrics.jsonl`` rows; each numeric field becomes an MLflow metric
-        at step ``row["step"]`` (env steps). ``artifact_dir`` holds the checkpoint files.
+        ``tags`` (the run record's, see ``RunRecord.mlflow_tags``) go on the MLflow run and the
+        model version. Each numeric field of a ``metrics.jsonl`` row becomes a metric
+        ``train/<field>`` at step ``row["step"]`` (env steps).
         """
+        mlflow_run_id = self.find_run(store.run_id)
+        if mlflow_run_id is None:
+            mlflow_run_id = self._create_run(store, tags)
+        else:
+            self.client.log_batch(mlflow_run_id, tags=_tags(tags))
+        if not register:
+            return MlflowRef(run_id=mlflow_run_id)
+        return self._register(store.market, mlflow_run_id, tags)
+
+    def _create_run(self, store: RunStore, tags: dict[str, str]) -> str:
         from mlflow.entities import Metric, Param
 
-        mlflow_run_id = self.find_run(run_id)
-        if mlflow_run_id is None:
-            run = self.client.create_run(self.experiment_id(), run_name=run_id,
-                                         tags={RUN_TAG: run_id, "market": market, **tags})
-            mlflow_run_id = run.info.run_id
-            params = [Param(k, v[:6000]) for k, v in flatten(config).items()]
-            history = [
-                Metric(f"train/{key}", float(value), 0, int(row["step"]))
-                for row in metrics for key, value in row.items()
-                if key != "step" and isinstance(value, int | float)
-            ]
-            for start in range(0, len(params), 100):
-                self.client.log_batch(mlflow_run_id, params=params[start:start + 100])
-            for start in range(0, len(history), 1000):
-                self.client.log_batch(mlflow_run_id, metrics=history[start:start + 1000])
-            self.client.log_artifacts(mlflow_run_id, str(artifact_dir), "checkpoint")
-            self.client.set_terminated(mlflow_run_id)
-        return self._register(market, run_id, mlflow_run_id, tags.get("checkpoint_uri", ""))
+        run = self.client.create_run(self.experiment_id(), run_name=store.run_id,
+                                     tags={RUN_TAG: store.run_id, "market": store.market,
+                                           **tags})
+        mlflow_run_id = run.info.run_id
+        params = [Param(k, v[:6000]) for k, v in flatten(store.read_json(CONFIG)).items()]
+        history = [
+            Metric(f"train/{key}", float(value), 0, int(row["step"]))
+            for row in store.read_metrics() for key, value in row.items()
+            if key != "step" and isinstance(value, int | float)
+        ]
+        for start in range(0, len(params), 100):
+            self.client.log_batch(mlflow_run_id, params=params[start:start + 100])
+        for start in range(0, len(history), 1000):
+            self.client.log_batch(mlflow_run_id, metrics=history[start:start + 1000])
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ARTIFACTS:
+                if store.exists(name):
+                    (Path(tmp) / name).write_bytes(store.read_bytes(name))
+            self.client.log_artifacts(mlflow_run_id, tmp, "checkpoint")
+        self.client.set_terminated(mlflow_run_id)
+        return mlflow_run_id
 
-    def _register(self, market: str, run_id: str, mlflow_run_id: str,
-                  checkpoint_uri: str) -> Registered:
+    def _register(self, market: str, mlflow_run_id: str, tags: dict[str, str]) -> MlflowRef:
         from mlflow.exceptions import MlflowException
 
         name = model_name(market)
@@ -156,30 +170,59 @@ class Tracker:
         existing = self.client.search_model_versions(f"name = '{name}' and run_id = "
                                                      f"'{mlflow_run_id}'")
         if existing:
-            return Registered(mlflow_run_id, name, str(existing[0].version))
+            version = str(existing[0].version)
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, version, key, value)
+            return MlflowRef(run_id=mlflow_run_id, model_name=name, version=version)
         source = f"{self.client.get_run(mlflow_run_id).info.artifact_uri}/checkpoint"
-        version = self.client.create_model_version(
-            name, source=source, run_id=mlflow_run_id,
-            tags={"run_id": run_id, "checkpoint_uri": checkpoint_uri},
-        )
-        return Registered(mlflow_run_id, name, str(version.version))
+        created = self.client.create_model_version(name, source=source, run_id=mlflow_run_id,
+                                                   tags=tags)
+        return MlflowRef(run_id=mlflow_run_id, model_name=name, version=str(created.version))
 
-    def log_evaluation(self, mlflow_run_id: str, rows: list[dict[str, Any]],
-                       files: list[Path]) -> None:
-        """Evaluation metrics (``<split>/<policy>/<metric>``) and files on the training run."""
-        from mlflow.entities import Metric
+    def log_record(self, lake: Lake, record: RunRecord) -> RunRecord:
+        """Log every fold's run of ``record`` (only the newest, the promotable one, registered
+        as a model version); returns the record with its MLflow references."""
+        newest = record.newest.fold
+        for fold in record.folds:
+            ref = self.log_run(RunStore(lake, record.market, fold.run_id),
+                               record.mlflow_tags(fold), register=fold.fold == newest)
+            record = record.with_mlflow(fold.fold, ref)
+        return record
 
-        metrics = [
-            Metric(f"{row['split']}/{row['policy']}/{key}", float(value), 0, 0)
-            for row in rows for key, value in row.items()
-            if key not in ("split", "policy") and isinstance(value, int | float)
-        ]
-        self.client.log_batch(mlflow_run_id, metrics=metrics)
+    def log_evaluation(self, summary: EvaluationSummary, files: list[Path]) -> None:
+        """Each fold's scores on its MLflow run (``<split>/<policy>/<metric>``), the gate's
+        verdict as tags, and ``files`` (summary, chart) on the newest fold's run."""
+        from mlflow.entities import Metric, RunTag
+
+        runs = {fold.fold: fold.mlflow.run_id for fold in summary.run.folds if fold.mlflow}
+        for fold in summary.folds:
+            if fold.fold not in runs:
+                continue
+            metrics = [
+                Metric(f"{split}/{policy}/{key}", float(value), 0, 0)
+                for split, result in fold.splits.items()
+                for policy, scores in result.policies.items()
+                for key, value in scores.model_dump().items()
+                if isinstance(value, int | float)
+            ]
+            self.client.log_batch(runs[fold.fold], metrics=metrics)
+        newest = runs.get(summary.run.newest.fold)
+        if newest is None:
+            return
+        verdict = summary.verdict
+        self.client.log_batch(newest, tags=[
+            RunTag("tradecore.gate.passed", str(verdict.passed).lower()),
+            RunTag("tradecore.gate.verdict", verdict.explanation()[:5000]),
+        ])
         for path in files:
-            self.client.log_artifact(mlflow_run_id, str(path), "evaluation")
+            self.client.log_artifact(newest, str(path), "evaluation")
 
     def champion(self, market: str) -> Champion | None:
-        """The current champion of ``market``, or None when no version holds the alias."""
+        """The version ``champion`` points at, or None when no version holds the alias.
+
+        Versions registered before the run record existed carry a ``run_id`` tag instead of
+        ``tradecore.run_id``; both are read.
+        """
         from mlflow.exceptions import MlflowException
 
         name = model_name(market)
@@ -187,21 +230,20 @@ class Tracker:
             version = self.client.get_model_version_by_alias(name, CHAMPION)
         except MlflowException:
             return None
-        return Champion(name, str(version.version), version.tags.get("run_id", ""),
-                        version.tags.get("checkpoint_uri", ""))
+        tags = version.tags
+        return Champion(name, str(version.version), tags.get(RUN_TAG) or tags.get("run_id", ""),
+                        version.run_id)
 
-    def promote(self, market: str, version: str, record: dict[str, str]) -> Champion | None:
-        """Point ``champion`` at ``version`` and tag it with ``record`` (who, when, why).
-
-        Returns the previous champion (None if there was none).
-        """
-        previous = self.champion(market)
+    def promote(self, market: str, version: str, record: dict[str, str]) -> None:
+        """Point ``champion`` at ``version`` and tag it with ``record`` (who, when, why) as
+        ``promotion.<key>`` tags."""
         name = model_name(market)
         for key, value in record.items():
             self.client.set_model_version_tag(name, version, f"promotion.{key}", value)
         self.client.set_registered_model_alias(name, CHAMPION, version)
-        return previous
 
-    def tag_version(self, market: str, version: str, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_model_version_tag(model_name(market), version, key, value)
+
+def _tags(tags: dict[str, str]) -> list[Any]:
+    from mlflow.entities import RunTag
+
+    return [RunTag(key, value) for key, value in tags.items()]

@@ -76,6 +76,7 @@ def test_killed_run_resumes_and_matches_the_uninterrupted_run(tmp_path, uninterr
 def test_lineage_names_only_train_months_with_their_checksums(uninterrupted) -> None:
     lineage = uninterrupted.read_json("lineage.json")
     assert lineage["train_months"] == ["2024-01"]
+    assert lineage["train_end"] == "2024-02-01T00:00:00.000Z"  # no purge: validation's start
     assert [p["month"] for p in lineage["partitions"]] == ["2024-01"]
     partition = lineage["partitions"][0]
     assert len(partition["candles_sha256"]) == 64 and len(partition["features_sha256"]) == 64

@@ -1,27 +1,41 @@
-"""Performance metrics of a backtest trajectory (vectorized over its bars)."""
+"""Performance metrics of one policy's backtest walk (vectorized over its bars), as a record."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import Field
 
-from tradecore_lib.evaluation.backtest import Trajectory
+from tradecore_lib.train.record import RecordModel
+
+if TYPE_CHECKING:  # the engine is not needed to read stored metrics
+    from tradecore_lib.evaluation.backtest import PolicyRun
 
 MINUTES_PER_YEAR = 365.25 * 24 * 60
 
-METRIC_DESCRIPTIONS = {
-    "total_return": "final equity / initial equity - 1",
-    "sharpe": "annualized Sharpe of per-bar returns (risk-free 0)",
-    "sortino": "annualized Sortino of per-bar returns (downside deviation, target 0)",
-    "max_drawdown": "largest fall of equity from its running peak, fraction",
-    "turnover": "traded notional / mean equity",
-    "fees": "fees paid, quote currency",
-    "trades": "round trips (flat -> position -> flat or flip)",
-    "win_rate": "share of round trips with positive net PnL",
-    "exposure": "share of bars ending with an open position",
-}
+
+class PolicyMetrics(RecordModel):
+    """How one policy did on one split. Ratios are None where undefined."""
+
+    total_return: float = Field(description="final equity / initial equity - 1")
+    sharpe: float = Field(description="annualized Sharpe of per-bar returns (risk-free 0)")
+    sortino: float | None = Field(
+        description="annualized Sortino of per-bar returns (downside deviation, target 0); "
+        "undefined without a losing bar"
+    )
+    max_drawdown: float = Field(description="largest fall of equity from its running peak, "
+                                "fraction")
+    turnover: float = Field(description="traded notional / mean equity")
+    fees: float = Field(description="fees paid, quote currency")
+    trades: int = Field(description="round trips (flat -> position -> flat or flip)")
+    win_rate: float | None = Field(description="share of round trips with positive net PnL")
+    exposure: float = Field(description="share of bars ending with an open position")
+    bars: int = Field(description="bars played")
+    kill_switch_hits: int = Field(description="times the RiskGuard's kill switch closed the "
+                                  "account")
+    guardrail_breaches: int = Field(default=0, description="daily / total loss limit breaches")
 
 
 def periods_per_year(ts_ms: np.ndarray) -> float:
@@ -32,29 +46,27 @@ def periods_per_year(ts_ms: np.ndarray) -> float:
     return MINUTES_PER_YEAR / max(minutes, 1e-9)
 
 
-def compute_metrics(traj: Trajectory) -> dict[str, Any]:
-    """The metrics of :data:`METRIC_DESCRIPTIONS` plus bars and kill-switch hits.
-
-    Ratios are None where undefined (a Sortino without a losing bar).
-    """
-    equity = np.concatenate([[traj.initial_equity], traj.equity])
+def compute_metrics(run: PolicyRun) -> PolicyMetrics:
+    """The :class:`PolicyMetrics` of one walk (per-bar returns of its marked equity)."""
+    equity = np.concatenate([[run.initial_equity], run.equity])
     returns = equity[1:] / equity[:-1] - 1.0
-    annual = math.sqrt(periods_per_year(traj.ts_ms))
+    annual = math.sqrt(periods_per_year(run.ts_ms))
     mean = float(returns.mean()) if len(returns) else 0.0
     std = float(returns.std()) if len(returns) else 0.0
     downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2))) if len(returns) else 0.0
     peak = np.maximum.accumulate(equity)
-    pnls = np.asarray(traj.trade_pnls)
-    return {
-        "total_return": float(equity[-1] / equity[0] - 1.0),
-        "sharpe": mean / std * annual if std > 0 else 0.0,
-        "sortino": mean / downside * annual if downside > 0 else (0.0 if mean == 0 else None),
-        "max_drawdown": float(np.max(1.0 - equity / peak)),
-        "turnover": float(traj.traded_notional / equity.mean()),
-        "fees": float(traj.fees.sum()),
-        "trades": len(pnls),
-        "win_rate": float((pnls > 0).mean()) if len(pnls) else None,
-        "exposure": float((traj.position_qty != 0).mean()) if len(traj.position_qty) else 0.0,
-        "bars": len(traj.equity),
-        "kill_switch_hits": traj.kill_switch_hits,
-    }
+    pnls = np.asarray(run.trade_pnls)
+    return PolicyMetrics(
+        total_return=float(equity[-1] / equity[0] - 1.0),
+        sharpe=mean / std * annual if std > 0 else 0.0,
+        sortino=mean / downside * annual if downside > 0 else (0.0 if mean == 0 else None),
+        max_drawdown=float(np.max(1.0 - equity / peak)),
+        turnover=float(run.traded_notional / equity.mean()),
+        fees=float(run.fees),
+        trades=len(pnls),
+        win_rate=float((pnls > 0).mean()) if len(pnls) else None,
+        exposure=float((run.position != 0).mean()) if len(run.position) else 0.0,
+        bars=len(run.equity),
+        kill_switch_hits=run.kill_switch_hits,
+        guardrail_breaches=run.guardrail_breaches,
+    )

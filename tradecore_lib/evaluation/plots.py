@@ -6,17 +6,17 @@ import io
 
 import numpy as np
 
-from tradecore_lib.evaluation.backtest import Trajectory
+from tradecore_lib.evaluation.backtest import PolicyRun
 
 _MAX_POINTS = 1500  # per curve; keeps the PNG small enough for Dagster metadata
 _COLORS = {"agent": "#d62728", "buy_and_hold": "#1f77b4", "flat": "#7f7f7f",
-           "random": "#2ca02c"}
+           "always_long_stops": "#2ca02c", "champion": "#9467bd"}
 
 
-def equity_png(splits: dict[str, dict[str, Trajectory]], title: str) -> bytes:
+def equity_png(splits: dict[str, dict[str, PolicyRun]], title: str) -> bytes:
     """PNG bytes: one column per split; top row equity / initial equity, bottom drawdown.
 
-    ``splits`` maps split name -> policy name -> trajectory.
+    ``splits`` maps split name -> policy name -> its walk.
     """
     import matplotlib
 
@@ -27,10 +27,10 @@ def equity_png(splits: dict[str, dict[str, Trajectory]], title: str) -> bytes:
                              squeeze=False, gridspec_kw={"height_ratios": [3, 1]})
     for col, (split, policies) in enumerate(splits.items()):
         top, bottom = axes[0][col], axes[1][col]
-        for name, traj in policies.items():
-            step = max(1, len(traj.equity) // _MAX_POINTS)
-            when = traj.ts_ms[::step].astype("datetime64[ms]")
-            curve = traj.equity / traj.initial_equity
+        for name, run in policies.items():
+            step = max(1, len(run.equity) // _MAX_POINTS)
+            when = run.ts_ms[::step].astype("datetime64[ms]")
+            curve = run.equity / run.initial_equity
             drawdown = 1.0 - curve / np.maximum.accumulate(np.maximum(curve, 1.0))
             style = {"color": _COLORS.get(name), "linewidth": 1.6 if name == "agent" else 0.9}
             top.plot(when, curve[::step], label=name, **style)

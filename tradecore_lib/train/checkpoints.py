@@ -5,7 +5,7 @@ lake works the same)::
 
     <lake_root>/models/<market>/<run_id>/
         model.zip            final SB3 PPO model (written last: its presence = run complete)
-        vecnormalize.pkl     Brain Shampoo statistics (only when it is on)
+        vecnormalize.pkl     VecNormalize statistics (only when vec_normalize is on)
         config.json          the resolved TrainConfig
         lineage.json         market, feature preset, sha256 of every partition, code, seed
         metrics.jsonl        one JSON object per PPO iteration (timesteps, fps, losses...)
@@ -14,13 +14,13 @@ lake works the same)::
         eval_summary.json, equity.png                      written by the evaluation
 
 **Run id.** ``<preset>-<12 hex>`` where the hex is the sha256 of the market, the training
-part of the resolved config (:meth:`TrainConfig.identity`: promotion thresholds and evaluation
-settings excluded), the sha256 of every partition used, and the warm-start source. Re-running
-the same request after a crash or preemption therefore lands in the same folder and resumes
-from ``checkpoints/latest.json``; a finished run (``model.zip`` present) is reported again
-without training. Changing data, seed or any hyper-parameter gives a new run id. The code
-version is recorded in the lineage, not hashed: a resume across a code change is logged as a
-warning instead of silently restarting.
+part of the resolved config (:meth:`TrainConfig.identity`: eligibility, gate limits and
+evaluation settings excluded), the sha256 of every partition used, and the warm-start source.
+Re-running the same request after a crash or preemption therefore lands in the same folder
+and resumes from ``checkpoints/latest.json``; a finished run (``model.zip`` present) is
+reported again without training. Changing data, seed or any hyper-parameter gives a new run
+id. The code version is recorded in the lineage, not hashed: a resume across a code change is
+logged as a warning instead of silently restarting.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from tradecore_lib.features import feature_key
 from tradecore_lib.lake import Lake, S3Options, candle_key
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month, months_between
-from tradecore_lib.train.config import Fold, TrainConfig, load_train_config
+from tradecore_lib.train.config import Fold, TrainConfig, deep_merge, load_train_config
 
 ENTRY_POINT = "tradecore_lib.train.ppo_train"
 
@@ -125,13 +125,8 @@ class TrainRequest(BaseModel):
         presets): the child resolves it to ``cfg.for_fold(fold)``."""
         if cfg.windows is None:
             return self
-        data = {**self.overrides.get("data", {}),
-                "train_months": [str(m) for m in fold.train],
-                "validation_months": [str(m) for m in fold.validation],
-                "test_months": [str(m) for m in fold.test],
-                "purge_days": cfg.windows.purge_days}
-        return self.model_copy(update={"overrides": {**self.overrides, "windows": None,
-                                                     "data": data}})
+        overrides = deep_merge(self.overrides, cfg.fold_overrides(fold))
+        return self.model_copy(update={"overrides": overrides})
 
 
 def plan_folds(lake: Lake, market: Market, request: TrainRequest, now_ms: int

@@ -32,6 +32,7 @@ from tradecore_lib.env import make_vec_env
 from tradecore_lib.features import WARMUP_COLUMN
 from tradecore_lib.lake import Lake
 from tradecore_lib.markets import get_market
+from tradecore_lib.months import iso_utc
 from tradecore_lib.paths import REPO_ROOT, default_lake_root
 from tradecore_lib.train.checkpoints import (
     CONFIG,
@@ -72,13 +73,14 @@ def train(request: TrainRequest, report: Reporter) -> dict[str, Any]:
     lake = Lake(request.lake_root or default_lake_root(), s3_options_from_env(os.environ))
     feature_preset = cfg.data.feature_preset or market.feature_preset
 
-    # -- 2. data: the train months only ----------------------------------------------------
+    # -- 2. data: the train months only, cut purge_days before validation ------------------
     data = load_frame(lake, market, cfg.data.months("train"), feature_preset)
+    frame = data.frame[data.frame["ts"] < pd.Timestamp(cfg.data.train_end_ms, unit="ms", tz="UTC")]
     run_id = make_run_id(market.name, cfg, data.partitions, request.warm_start_from)
     store = RunStore(lake, market.name, run_id)
     report.info(f"run {run_id}: {market.name}, preset {cfg.name}, train months "
-                f"{cfg.data.train_months} ({len(data.frame)} bars, {data.first_ts} .. "
-                f"{data.last_ts}), checkpoint folder {store.uri()}")
+                f"{cfg.data.train_months} ({len(frame)} bars, {iso_utc(frame['ts'].iloc[0])} .. "
+                f"{iso_utc(frame['ts'].iloc[-1])}), checkpoint folder {store.uri()}")
     if store.is_complete():
         report.info(f"run {run_id} already finished; reporting it without retraining")
         return result_metadata(store)
@@ -92,6 +94,7 @@ def train(request: TrainRequest, report: Reporter) -> dict[str, Any]:
         "partitions": [p.to_dict() for p in data.partitions],
         "first_ts": str(data.first_ts),
         "last_ts": str(data.last_ts),
+        "train_end": iso_utc(cfg.data.train_end_ms),
         "code_version": code_version(),
         "seed": cfg.seed,
         "warm_start_from": request.warm_start_from,
@@ -107,7 +110,7 @@ def train(request: TrainRequest, report: Reporter) -> dict[str, Any]:
     device = resolve_device(cfg)
 
     # -- 4. environment: TradeVecEnv -> VecMonitor (episode rewards) -> VecNormalize -------
-    venv, vec_normalize = make_training_env(cfg, data.frame)
+    venv, vec_normalize = make_training_env(cfg, frame)
 
     # -- 5. model: resume the interrupted run, else warm start or a fresh network ----------
     checkpoint = store.latest_checkpoint()
