@@ -2,32 +2,45 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
-from tradecore_lib.markets import load_markets
+from tradecore_lib.markets import Market, load_markets
 from tradecore_pipelines.assets.candles import build_candle_checks, build_candles_asset
+from tradecore_pipelines.assets.champion import build_champion
+from tradecore_pipelines.assets.evaluation import build_evaluation, build_promotion_gate
 from tradecore_pipelines.assets.features import build_features_asset
 from tradecore_pipelines.assets.manifest import build_manifest_asset
-from tradecore_pipelines.assets.training import build_training_assets
-from tradecore_pipelines.resources import default_lake_resource
-from tradecore_pipelines.resources_ml import default_mlflow_resource
+from tradecore_pipelines.assets.signals import build_signals
+from tradecore_pipelines.assets.training import build_ppo_agent
+from tradecore_pipelines.io_managers import RECORDS_IO_MANAGER, RecordIOManager
+from tradecore_pipelines.resources import LakeResource, default_lake_resource
+from tradecore_pipelines.resources_ml import MlflowResource, default_mlflow_resource
+from tradecore_pipelines.run_monitoring import build_run_worker_sensor
 from tradecore_pipelines.schedules import build_refresh_schedule
 from tradecore_pipelines.sensors import build_landing_sensor
 
 
+def market_chain(market: Market) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
+    """One market's assets and checks: candles -> manifest, features -> ppo_agent ->
+    evaluation (+ promotion_gate) -> champion -> signals."""
+    return [
+        build_candles_asset(market),
+        build_candle_checks(market),
+        build_manifest_asset(market),
+        build_features_asset(market),
+        build_ppo_agent(market),
+        build_evaluation(market),
+        build_promotion_gate(market),
+        build_champion(market),
+        build_signals(market),
+    ]
+
+
 def build_definitions() -> dg.Definitions:
     markets = load_markets()
-    chains = [
-        [
-            build_candles_asset(market),
-            build_candle_checks(market),
-            build_manifest_asset(market),
-            build_features_asset(market),
-            *build_training_assets(market),
-        ]
-        for market in markets
-    ]
-    definitions = [d for chain in chains for d in chain]
+    definitions = [d for market in markets for d in market_chain(market)]
     return dg.Definitions(
         assets=[d for d in definitions if not isinstance(d, dg.AssetChecksDefinition)],
         asset_checks=[d for d in definitions if isinstance(d, dg.AssetChecksDefinition)],
@@ -38,13 +51,21 @@ def build_definitions() -> dg.Definitions:
         ],
         # Dropped archives are local and offline-safe, so the sensor runs by default; the
         # refresh schedules call Kraken and are switched on by the user.
-        sensors=[build_landing_sensor(markets, default_status=dg.DefaultSensorStatus.RUNNING)],
-        resources={
-            "lake": default_lake_resource(),
-            "mlflow": default_mlflow_resource(),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(),
-        },
+        sensors=[build_landing_sensor(markets, default_status=dg.DefaultSensorStatus.RUNNING),
+                 build_run_worker_sensor()],
+        resources=chain_resources(default_lake_resource(), default_mlflow_resource()),
     )
+
+
+def chain_resources(lake: LakeResource, mlflow: MlflowResource) -> dict[str, Any]:
+    """The resources every chain needs: the lake, MLflow, the Pipes client for training and
+    the record IO manager of the typed hand-offs."""
+    return {
+        "lake": lake,
+        "mlflow": mlflow,
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        RECORDS_IO_MANAGER: RecordIOManager(lake=lake, mlflow=mlflow),
+    }
 
 
 defs = build_definitions()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,15 +21,25 @@ def markdown_table(table: pa.Table) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join([header, rule, *rows]))
 
 
-def records_table(records: list[dict[str, Any]]) -> dg.MetadataValue:
-    """A list of flat dicts (same keys) as a Dagster table with a typed schema."""
+def records_table(records: list[dict[str, Any]],
+                  descriptions: Mapping[str, str | None] | None = None) -> dg.MetadataValue:
+    """A list of flat dicts (same keys) as a Dagster table with a typed schema; the UI shows
+    ``descriptions[column]`` on a column's header."""
     if not records:
         return dg.MetadataValue.md("_(none)_")
-    columns = [dg.TableColumn(name, _column_type(records[0][name])) for name in records[0]]
+    described = descriptions or {}
+    columns = [dg.TableColumn(name, _column_type(records[0][name]),
+                              description=described.get(name))
+               for name in records[0]]
     return dg.MetadataValue.table(
         records=[dg.TableRecord({k: _plain(v) for k, v in r.items()}) for r in records],
         schema=dg.TableSchema(columns=columns),
     )
+
+
+def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
+    """A PNG image inline in markdown metadata (the UI renders it on the asset page)."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def _column_type(value: Any) -> str:

@@ -1,156 +1,275 @@
-"""ppo_agent -> evaluation (+ promotion gate) -> signals through Dagster, on a temporary lake
-and a temporary MLflow SQLite store, with the cpu-smoke preset and the real components
-(PipesSubprocessClient running the training entry point, SB3 PPO, MLflow)."""
+"""ppo_agent -> evaluation (+ promotion_gate) -> champion -> signals through Dagster, with typed
+hand-offs: on a temporary lake and MLflow SQLite store, with the cpu-smoke preset shortened to
+one PPO update and the real components (PipesSubprocessClient running the training entry
+point, SB3 PPO, MLflow, the record IO manager).
+
+Runs go through ``dg.execute_job`` on a reconstructable job so they can be re-executed."""
 
 from __future__ import annotations
-
-import json
-import sys
 
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-from dagster_aws.s3 import S3Resource
 
-from tradecore_lib.markets import get_market
-from tradecore_lib.tracking import Tracker, model_name
-from tradecore_lib.train.checkpoints import RunStore
-from tradecore_pipelines.assets.candles import build_candle_checks, build_candles_asset
-from tradecore_pipelines.assets.features import build_features_asset
-from tradecore_pipelines.assets.manifest import build_manifest_asset
-from tradecore_pipelines.assets.training import build_training_assets
-from tradecore_pipelines.resources import LakeResource
-from tradecore_pipelines.resources_ml import MlflowResource
+from tests.pipelines.chain import MARKET, reconstructable_chain, resources
+from tradecore_lib.evaluation.promotion import ChampionRecord
+from tradecore_lib.evaluation.summary import EvaluationSummary
+from tradecore_lib.tracking import RUN_TAG, Tracker, model_name
+from tradecore_lib.train.record import RunRecord
+from tradecore_pipelines.io_managers import record_key
 
-MARKET = get_market("synthetic_btc_usd")
 RANGE = {
     "dagster/asset_partition_range_start": "2024-01-01",
     "dagster/asset_partition_range_end": "2024-03-01",
 }
-AGENT = dg.AssetKey([MARKET.name, "ppo_agent"])
-EVALUATION = dg.AssetKey([MARKET.name, "evaluation"])
-SIGNALS = dg.AssetKey([MARKET.name, "signals"])
-GATE = dg.AssetCheckKey(EVALUATION, "promotion_gate")
+# cpu-smoke with a single rollout of 512 steps: what is tested is the hand-off, not learning.
+TINY = {"total_timesteps": 512, "checkpoint_every_steps": 512}
+# An eligible request whose gate every agent passes (the limits are the loosest allowed).
+PERMISSIVE = {"eligible_for_promotion": True,
+              "promotion": {"min_net_return": -1.0, "sharpe_margin_vs_buy_and_hold": -1e9,
+                            "max_kill_switch_hits": 10**6}}
+
+
+def key(layer: str) -> dg.AssetKey:
+    return dg.AssetKey([MARKET.name, layer])
+
+
+def step(layer: str) -> str:
+    return f"{MARKET.name}__{layer}"
+
+
+BACK_HALF = [key(layer) for layer in ("ppo_agent", "evaluation", "champion", "signals")]
+
+
+def agent_config(**overrides) -> dict:
+    return {"ops": {step("ppo_agent"): {"config": {**TINY, **overrides}}}}
+
+
+def materialized(result: dg.ExecuteJobResult, layer: str) -> dict | None:
+    """The metadata of ``layer``'s materialization in ``result``, None when it had none."""
+    events = [e for e in result.all_events
+              if e.event_type_value == "ASSET_MATERIALIZATION" and e.step_key == step(layer)]
+    if not events:
+        return None
+    (event,) = events
+    return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
+
+
+def step_outcomes(result: dg.ExecuteJobResult) -> dict[str, str]:
+    kinds = ("STEP_SUCCESS", "STEP_SKIPPED", "STEP_FAILURE")
+    return {e.step_key: e.event_type_value for e in result.all_events
+            if e.event_type_value in kinds}
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    """Definitions with the whole chain, candles and features already materialized."""
-    root = tmp_path_factory.mktemp("chain")
-    lake = LakeResource(root=str(root / "lake"), manifests_dir=str(root / "manifests"),
-                        s3=S3Resource())
-    mlflow = MlflowResource(tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
-    defs = dg.Definitions(
-        assets=[build_candles_asset(MARKET), build_manifest_asset(MARKET),
-                build_features_asset(MARKET), *build_training_assets(MARKET)],
-        asset_checks=[build_candle_checks(MARKET)],
-        resources={"lake": lake, "mlflow": mlflow,
-                   "pipes_subprocess_client": dg.PipesSubprocessClient()},
-    )
-    job = defs.resolve_implicit_global_asset_job_def()
+    """Instance, job, lake and tracker, candles and features of 2024-01..03 materialized."""
+    root = str(tmp_path_factory.mktemp("chain"))
+    job = reconstructable_chain(root)
+    lake, mlflow = resources(root)
     with dg.instance_for_test() as instance:
-        for selection in ([dg.AssetKey([MARKET.name, "candles"])],
-                          [dg.AssetKey([MARKET.name, "manifest"])],
-                          [dg.AssetKey([MARKET.name, "features"])]):
-            result = job.execute_in_process(instance=instance, asset_selection=selection,
-                                            tags=RANGE)
-            assert result.success
-        yield defs, job, instance, lake, Tracker(mlflow.tracking_uri)
+        for layer in ("candles", "features"):
+            assert dg.execute_job(job, instance, asset_selection=[key(layer)], tags=RANGE).success
+        yield job, instance, lake.get_lake(), Tracker(mlflow.tracking_uri)
 
 
-def _train_evaluate_signal(job, instance, agent_config: dict) -> dg.ExecuteInProcessResult:
-    return job.execute_in_process(
-        instance=instance,
-        asset_selection=[AGENT, EVALUATION, SIGNALS],
-        run_config={"ops": {f"{MARKET.name}__ppo_agent": {"config": agent_config}}},
-        raise_on_error=False,
-    )
+@pytest.fixture(scope="module")
+def trained(chain):
+    """Run A: the back half with cpu-smoke (not eligible); run B: ppo_agent and evaluation of
+    another seed (another training run)."""
+    job, instance, *_ = chain
+    first = dg.execute_job(job, instance, asset_selection=BACK_HALF, run_config=agent_config())
+    second = dg.execute_job(job, instance, asset_selection=[key("ppo_agent"), key("evaluation")],
+                            run_config=agent_config(seed=1))
+    assert first.success and second.success
+    return first, second
 
 
-def test_chain_trains_evaluates_promotes_and_signals(chain) -> None:
-    _, job, instance, lake, tracker = chain
-    result = _train_evaluate_signal(job, instance, {})
+def test_a_refused_gate_is_a_successful_run_that_skips_champion_and_signals(chain, trained):
+    _, instance, _, tracker = chain
+    first, _ = trained
+    outcomes = step_outcomes(first)
+    assert outcomes[step("champion")] == "STEP_SUCCESS"  # ran, yielded nothing
+    assert outcomes[step("signals")] == "STEP_SKIPPED"
+    assert "STEP_FAILURE" not in outcomes.values()
+    assert materialized(first, "champion") is None and materialized(first, "signals") is None
+    assert instance.get_latest_materialization_event(key("champion")) is None
+
+    (gate,) = first.get_asset_check_evaluations()
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
+    assert gate.description.startswith("not eligible (preset 'cpu-smoke'")
+    evaluation = materialized(first, "evaluation")
+    assert evaluation["gate_passed"] is False and evaluation["gate"] == gate.description
+    assert tracker.champion(MARKET.name) is None  # the alias did not move either
+
+
+def test_records_are_stored_per_dagster_run_and_tag_mlflow(chain, trained):
+    _, _, lake, tracker = chain
+    records = []
+    for result in trained:
+        stored = lake.read_bytes(record_key(key("ppo_agent"), result.run_id))
+        record = RunRecord.from_json(stored)
+        assert record.dagster_run_id == result.run_id and record.preset == "cpu-smoke"
+        assert not record.eligible and len(record.folds) == 1
+        assert materialized(result, "ppo_agent")["run_id"] == record.run_id
+        records.append(record)
+    first, second = records
+    assert first.run_id != second.run_id
+    assert first.newest.lineage_digest != second.newest.lineage_digest  # seed is in the lineage
+    assert first.newest.config_digest != second.newest.config_digest
+
+    run = tracker.client.get_run(second.newest.mlflow.run_id)
+    assert {k: run.data.tags[k] for k in second.mlflow_tags(second.newest)} == \
+        second.mlflow_tags(second.newest)
+    assert run.data.tags[RUN_TAG] == second.run_id and run.data.params["ppo.n_steps"] == "128"
+    assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "train/fps")] \
+        == [512]
+    assert "validation/agent/sharpe" in run.data.metrics
+    version = tracker.client.get_model_version(model_name(MARKET.name),
+                                               second.newest.mlflow.version)
+    assert version.tags["tradecore.lineage_digest"] == second.newest.lineage_digest
+
+
+def test_reexecuting_the_first_run_judges_its_own_training(chain, trained):
+    job, instance, lake, _ = chain
+    first, second = trained
+    judged_before = lake.read_bytes(record_key(key("evaluation"), first.run_id))
+
+    again = dg.execute_job(job, instance, reexecution_options=dg.ReexecutionOptions(
+        parent_run_id=first.run_id, step_selection=[step("evaluation")]))
+
+    assert again.success
+    evaluation = materialized(again, "evaluation")
+    assert evaluation["run_id"] == materialized(first, "ppo_agent")["run_id"]
+    assert evaluation["run_id"] != materialized(second, "ppo_agent")["run_id"]
+    assert evaluation["ppo_agent_dagster_run_id"] == first.run_id
+    summary = EvaluationSummary.from_json(
+        lake.read_bytes(record_key(key("evaluation"), again.run_id)))
+    assert summary.run.dagster_run_id == first.run_id and summary.dagster_run_id == again.run_id
+    # The first run's own evaluation record is still there, unchanged.
+    assert lake.read_bytes(record_key(key("evaluation"), first.run_id)) == judged_before
+
+
+def test_a_fresh_evaluation_judges_the_latest_training_and_names_it(chain, trained):
+    job, instance, *_ = chain
+    _, second = trained
+
+    fresh = dg.execute_job(job, instance, asset_selection=[key("evaluation")])
+
+    assert fresh.success
+    evaluation = materialized(fresh, "evaluation")
+    assert evaluation["run_id"] == materialized(second, "ppo_agent")["run_id"]
+    assert evaluation["ppo_agent_dagster_run_id"] == second.run_id
+    (loaded,) = [e.dagster_event.event_specific_data for e in instance.all_logs(
+        fresh.run_id, of_type=dg.DagsterEventType.LOADED_INPUT)
+        if e.dagster_event.step_key == step("evaluation")]
+    assert loaded.metadata["record_run_id"].value == second.run_id
+    assert loaded.metadata["resolved_by"].value == "latest materialization"
+
+
+@pytest.fixture(scope="module")
+def promoted(chain, trained):
+    """Run C: the first seed again, eligible, with a gate every agent passes (the same
+    training run: eligibility and gate limits do not change what is trained)."""
+    job, instance, *_ = chain
+    result = dg.execute_job(job, instance, asset_selection=BACK_HALF,
+                            run_config=agent_config(**PERMISSIVE))
     assert result.success
-
-    agent = result.asset_materializations_for_node(f"{MARKET.name}__ppo_agent")[0].metadata
-    store = RunStore(lake.get_lake(), MARKET.name, agent["run_id"].value)
-    for name in ("model.zip", "vecnormalize.pkl", "config.json", "lineage.json",
-                 "metrics.jsonl", "eval_summary.json", "equity.png"):
-        assert store.exists(name), name
-    assert agent["timesteps"].value == 4096
-    assert agent["model_version"].value == "1"
-
-    # Lineage: only the train month, with the sha256 the manifest records for its candles.
-    lineage = store.read_json("lineage.json")
-    manifest = json.loads((lake.manifest_folder() / f"{MARKET.name}.json").read_text())
-    assert [p["month"] for p in lineage["partitions"]] == ["2024-01"]
-    assert lineage["partitions"][0]["candles_sha256"] == manifest["months"][0]["sha256"]
-
-    # MLflow: params, metric history over steps, artifacts, registered version, champion.
-    run = tracker.client.get_run(agent["mlflow_run_id"].value)
-    assert run.data.params["ppo.n_steps"] == "128"
-    history = tracker.client.get_metric_history(run.info.run_id, "train/fps")
-    assert [m.step for m in history] == list(range(512, 4097, 512))
-    assert "test/agent/sharpe" in run.data.metrics
-    artifacts = {a.path for a in tracker.client.list_artifacts(run.info.run_id, "checkpoint")}
-    assert "checkpoint/model.zip" in artifacts
-    assert tracker.champion(MARKET.name).version == "1"
-
-    evaluation = result.asset_materializations_for_node(f"{MARKET.name}__evaluation")[0]
-    assert "data:image/png;base64," in evaluation.metadata["equity_curve"].value
-    policies = {r.data["policy"] for r in evaluation.metadata["comparison"].value.records}
-    assert policies == {"agent", "buy_and_hold", "flat", "random"}
-    check = result.get_asset_check_evaluations()[0]
-    assert check.passed and "promoted v1" in check.description
-
-    signals = result.asset_materializations_for_node(f"{MARKET.name}__signals")[0].metadata
-    table = pq.read_table(signals["path"].value)
-    assert table.num_rows == 1440 and set(table["model_version"].to_pylist()) == {"1"}
-    assert signals["month"].value == "2024-03"
+    return result
 
 
-def test_failing_gate_keeps_the_champion_and_skips_signals(chain) -> None:
-    _, job, instance, lake, tracker = chain
-    if tracker.champion(MARKET.name) is None:
-        assert _train_evaluate_signal(job, instance, {}).success
-    champion = tracker.champion(MARKET.name).version
-    signals_before = instance.get_latest_materialization_event(SIGNALS)
+def test_a_passing_gate_materializes_champion_and_signals_from_its_record(
+        chain, trained, promoted):
+    _, instance, lake, tracker = chain
+    first, _ = trained
+    assert materialized(promoted, "ppo_agent")["run_id"] == materialized(first, "ppo_agent")[
+        "run_id"]
+    (gate,) = promoted.get_asset_check_evaluations()
+    assert gate.passed and gate.description.startswith("passed: validation net return")
 
-    # Another seed is another run (version); a trade count no agent reaches fails the gate.
-    result = _train_evaluate_signal(
-        job, instance, {"seed": 1, "promotion": {"min_trades": 10**9}})
+    champion = ChampionRecord.from_json(lake.read_bytes(record_key(key("champion"),
+                                                                   promoted.run_id)))
+    assert champion.run_id == materialized(first, "ppo_agent")["run_id"]
+    assert champion.dagster_run_id == promoted.run_id and not champion.adopted
+    mlflow_champion = tracker.champion(MARKET.name)
+    assert (mlflow_champion.version, mlflow_champion.run_id) == (champion.model_version,
+                                                                 champion.run_id)
 
-    check = result.get_asset_check_evaluations()[0]
-    assert not check.passed
-    assert "test trades" in check.description and "short by" in check.description
-    assert f"v{champion} stays champion" in check.description
-    assert tracker.champion(MARKET.name).version == champion
-    versions = tracker.client.search_model_versions(f"name = '{model_name(MARKET.name)}'")
-    assert len(versions) == 2
-    # Blocking: signals did not run, the previous signals are still the latest.
-    assert instance.get_latest_materialization_event(SIGNALS).run_id == signals_before.run_id
-    assert not result.asset_materializations_for_node(f"{MARKET.name}__signals")
+    signals = materialized(promoted, "signals")
+    assert signals["run_id"] == champion.run_id
+    assert signals["champion_dagster_run_id"] == promoted.run_id
+    table = pq.read_table(signals["path"])
+    assert set(table["model"].to_pylist()) == {champion.label}
+    assert set(table["run_id"].to_pylist()) == {champion.run_id}
+    assert signals["month"] == "2024-03"
 
 
-def test_bad_launchpad_value_fails_before_training_with_a_clear_message(chain) -> None:
-    _, job, instance, lake, _ = chain
-    result = job.execute_in_process(
-        instance=instance, asset_selection=[AGENT], raise_on_error=False,
-        run_config={"ops": {f"{MARKET.name}__ppo_agent": {"config": {
+def test_signals_alone_read_the_latest_champion(chain, promoted):
+    job, instance, *_ = chain
+    alone = dg.execute_job(job, instance, asset_selection=[key("signals")])
+    assert alone.success
+    assert materialized(alone, "signals")["champion_dagster_run_id"] == promoted.run_id
+
+
+def test_a_champion_set_in_mlflow_before_the_upgrade_is_adopted_once(chain, promoted):
+    job, _, lake, tracker = chain
+    # What a pre-upgrade version looked like: the alias, and the older tag names only.
+    legacy = tracker.champion(MARKET.name)
+    name = model_name(MARKET.name)
+    for tag in ("tradecore.run_id", "tradecore.checkpoint_uri"):
+        tracker.client.delete_model_version_tag(name, legacy.version, tag)
+    tracker.client.set_model_version_tag(name, legacy.version, "run_id", legacy.run_id)
+    record = ChampionRecord.from_json(lake.read_bytes(record_key(key("champion"),
+                                                                 promoted.run_id)))
+    tracker.client.set_model_version_tag(name, legacy.version, "checkpoint_uri",
+                                         record.run.checkpoint_uri)
+
+    # An instance that never materialized champion (the same lake and MLflow store).
+    with dg.instance_for_test() as upgraded:
+        first = dg.execute_job(job, upgraded, asset_selection=[key("signals")])
+        second = dg.execute_job(job, upgraded, asset_selection=[key("signals")])
+
+        assert first.success and second.success
+        adopted = upgraded.fetch_materializations(key("champion"), limit=10).records
+        assert len(adopted) == 1  # once
+        metadata = adopted[0].asset_materialization.metadata
+        assert metadata["adopted"].value is True
+        assert metadata["model_version"].value == legacy.version
+        for result in (first, second):
+            signals = materialized(result, "signals")
+            assert signals["run_id"] == legacy.run_id
+            assert signals["champion_dagster_run_id"] == "(adopted)"
+
+
+def test_training_refuses_candles_whose_checks_are_not_recorded(chain):
+    job, *_ = chain
+    # The same lake, seen from an instance that has no check results for its candles.
+    with dg.instance_for_test() as elsewhere:
+        result = dg.execute_job(job, elsewhere, asset_selection=[key("ppo_agent")],
+                                run_config=agent_config(), raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert message.startswith(f"{MARKET.name}/ppo_agent refuses to build")
+    assert "2024-01" in message and "2024-03" in message
+
+
+def failure_message(result: dg.ExecuteJobResult) -> str:
+    """The step failure's message: a dg.Failure's description, else the error's."""
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    data = failure.event_specific_data
+    if data.user_failure_data is not None:
+        return data.user_failure_data.description
+    return str(data.error.cause.message if data.error.cause else data.error.message)
+
+
+def test_a_bad_launchpad_value_fails_before_training_with_a_clear_message(chain):
+    job, instance, *_ = chain
+    result = dg.execute_job(
+        job, instance, asset_selection=[key("ppo_agent")], raise_on_error=False,
+        run_config={"ops": {step("ppo_agent"): {"config": {
             "ppo": {"ent_coef": -0.5}, "data": {"test_months": ["2024-01"]}}}}},
     )
     assert not result.success
-    message = str(result.failure_data_for_node(f"{MARKET.name}__ppo_agent").error)
+    message = failure_message(result)
     assert "ppo.ent_coef" in message and "-0.5" in message
     assert "test month 2024-01 is not after the last validation month" in message
-
-
-def test_loading_the_training_assets_imports_no_heavy_library() -> None:
-    import subprocess
-
-    code = ("import sys\nfrom tradecore_lib.markets import get_market\n"
-            "from tradecore_pipelines.assets.training import build_training_assets\n"
-            "build_training_assets(get_market('synthetic_btc_usd'))\n"
-            "print([m for m in ('torch', 'stable_baselines3', 'mlflow') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

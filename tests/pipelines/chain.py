@@ -1,0 +1,49 @@
+"""One synthetic market's whole chain as a reconstructable job, for tests that re-execute runs
+(``dg.execute_job`` with ``ReexecutionOptions`` rebuilds the job in the executing process).
+
+Everything is real: the lake and an MLflow SQLite store under ``root``, the training entry
+point run by ``PipesSubprocessClient``, the record IO manager.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from tradecore_lib.markets import get_market
+from tradecore_pipelines.definitions import chain_resources, market_chain
+from tradecore_pipelines.resources import LakeResource
+from tradecore_pipelines.resources_ml import MlflowResource
+
+MARKET = get_market("synthetic_btc_usd")
+JOB = "chain"
+
+
+def resources(root: str) -> tuple[LakeResource, MlflowResource]:
+    """The lake and MLflow store of a test chain under ``root``."""
+    lake = LakeResource(root=str(Path(root) / "lake"), manifests_dir=str(Path(root) / "manifests"),
+                        s3=S3Resource())
+    return lake, MlflowResource(tracking_uri=f"sqlite:///{Path(root) / 'mlflow' / 'mlflow.db'}")
+
+
+def chain_definitions(root: str) -> dg.Definitions:
+    """The market's chain with its resources under ``root`` and one in-process job over it."""
+    chain = market_chain(MARKET)
+    return dg.Definitions(
+        assets=[d for d in chain if not isinstance(d, dg.AssetChecksDefinition)],
+        asset_checks=[d for d in chain if isinstance(d, dg.AssetChecksDefinition)],
+        jobs=[dg.define_asset_job(JOB, selection=dg.AssetSelection.all(),
+                                  executor_def=dg.in_process_executor)],
+        resources=chain_resources(*resources(root)),
+    )
+
+
+def chain_job(root: str) -> dg.JobDefinition:
+    return chain_definitions(root).resolve_job_def(JOB)
+
+
+def reconstructable_chain(root: str) -> dg.ReconstructableJob:
+    return dg.build_reconstructable_job(__name__, chain_job.__name__,
+                                        reconstructable_kwargs={"root": root})
