@@ -94,13 +94,13 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     """The comparison as a fixed-width text table (for logs and the demo)."""
     fold = "fold" in (rows[0] if rows else {})
     header = ((f"{'fold':>4} " if fold else "")
-              + f"{'split':10} {'policy':13} {'return':>8} {'sharpe':>8} {'sortino':>8} "
+              + f"{'split':10} {'policy':18} {'return':>8} {'sharpe':>8} {'sortino':>8} "
               f"{'max_dd':>7} {'turnover':>9} {'fees':>9} {'trades':>7} {'win':>6} {'expo':>6}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
             (f"{r['fold']:>4} " if fold else "")
-            + f"{r['split']:10} {r['policy']:13} {100 * r['total_return']:7.2f}% "
+            + f"{r['split']:10} {r['policy']:18} {100 * r['total_return']:7.2f}% "
             f"{r['sharpe']:8.2f} {_num(r['sortino']):>8} {100 * r['max_drawdown']:6.2f}% "
             f"{r['turnover']:9.1f} {r['fees']:9.2f} {r['trades']:7d} "
             f"{_pct(r['win_rate']):>6} {100 * r['exposure']:5.1f}%"

@@ -52,7 +52,8 @@ def build_evaluation(market: Market) -> dg.AssetsDefinition:
         kinds={"python"},
         description=f"Out-of-sample backtest of the ppo_agent/{market.name} run it depends on, "
         "per fold on its validation and test months with the training env's engine and fees, "
-        "next to buy-and-hold, always-flat, a seeded random policy and the current champion: "
+        "next to the baselines (true buy-and-hold, always-long with stops, flat) and the "
+        "current champion: "
         "total return, annualized Sharpe and Sortino, max drawdown, turnover, fees, trades, "
         "win rate, exposure. Its value is the evaluation summary with the promotion gate's "
         "verdict (validation only); eval_summary.json and equity.png land beside the "
