@@ -79,4 +79,4 @@ def test_live_markets_have_freshness_retries_and_a_refresh_schedule():
         "refresh_candles__kraken_spot_btc_usd",
         "refresh_candles__kraken_futures_btc_usd",
     }
-    assert [s.name for s in defs.sensors] == ["landing_folder_sensor"]
+    assert [s.name for s in defs.sensors] == ["landing_folder_sensor", "dead_run_worker_sensor"]
