@@ -9,6 +9,11 @@ each market's fields, its ``source:`` options by the venue's options model
 (``configs/tools/``), its training preset (``configs/train/``) and that preset's env preset
 (``configs/env/``). The code location calls it, so a mistake in any of these files fails the
 load with the file, market or preset and field named, before any work starts.
+
+A market's ``holding_costs`` (:class:`HoldingCosts`) say what holding a position costs there:
+the borrow rate of a spot short, the funding of a perpetual future (the venue's history, none,
+or a constant). What a market gives replaces its env preset's ``borrow_rate_annual`` /
+``funding_rate_8h``; what it leaves out keeps the preset's.
 """
 
 from __future__ import annotations
@@ -59,6 +64,65 @@ def _month(value: Any) -> Month:
 
 MonthField = Annotated[Month, PlainValidator(_month), PlainSerializer(str)]
 
+# Bounds of a constant funding rate per 8 hours (the env preset's funding_rate_8h bounds).
+FUNDING_8H_BOUNDS = (-0.1, 0.1)
+FUNDING_CHOICES = ("venue", "none")
+
+
+def _funding(value: Any) -> str | float:
+    """``venue``, ``none`` or a constant funding rate per 8 hours within the bounds."""
+    lo, hi = FUNDING_8H_BOUNDS
+    expected = (f"'venue' (the venue's historical rates), 'none', or a constant funding rate "
+                f"per 8 hours in [{lo}, {hi}]")
+    if isinstance(value, str):
+        if value in FUNDING_CHOICES:
+            return value
+        raise ValueError(f"must be {expected}{did_you_mean(value, FUNDING_CHOICES)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"must be {expected}")
+    if not lo <= value <= hi:
+        raise ValueError(f"a constant funding rate per 8 hours must be in [{lo}, {hi}]")
+    return float(value)
+
+
+FundingField = Annotated[str | float, PlainValidator(_funding)]
+
+
+class HoldingCosts(ConfigModel):
+    """What holding a position costs on one market (``holding_costs:`` of a market).
+
+    Each field left out keeps the value of the market's env preset (``borrow_rate_annual``,
+    ``funding_rate_8h``); the engine charges both every bar a position is held.
+    """
+
+    # strict: a boolean or a quoted number where a rate belongs is a mistake
+    borrow_rate_annual: Annotated[float, Field(strict=True, ge=0.0, le=10.0)] | None = Field(
+        default=None,
+        description="Borrow cost of a spot short, annual fraction of its notional (365-day "
+        "year), charged pro rata every bar the short is held; null keeps the env preset's. "
+        "Not for perpetual futures, whose holding cost is funding.",
+    )
+    funding: FundingField | None = Field(
+        default=None,
+        description="Funding of a perpetual future (a long pays a positive rate, a short "
+        "receives it): 'venue' charges the venue's historical rate of each funding period at "
+        "the bar the period falls in (the <market>/funding asset); 'none' charges nothing; a "
+        "number is a constant rate per 8 hours, charged pro rata every bar. Null keeps the env "
+        "preset's funding_rate_8h.",
+    )
+
+    def env_overrides(self) -> dict[str, float]:
+        """The env preset fields these costs replace (``borrow_rate_annual``,
+        ``funding_rate_8h``): only what is set; ``venue`` funding travels with the data as the
+        frame's funding column instead, so the preset's constant is zeroed under it."""
+        overrides: dict[str, float] = {}
+        if self.borrow_rate_annual is not None:
+            overrides["borrow_rate_annual"] = self.borrow_rate_annual
+        if self.funding is not None:
+            overrides["funding_rate_8h"] = (self.funding if isinstance(self.funding, float)
+                                            else 0.0)
+        return overrides
+
 
 class Market(ConfigModel):
     """One market TradeCore builds an asset chain for (one entry of ``markets:``)."""
@@ -84,6 +148,11 @@ class Market(ConfigModel):
     freshness_fail_hours: float = Field(
         default=3.0, gt=0, description="Live venues: candles older than this many hours fail "
         "their freshness policy.",
+    )
+    holding_costs: HoldingCosts = Field(
+        default_factory=HoldingCosts,
+        description="Borrow rate of spot shorts and funding of perpetual futures; what is left "
+        "out keeps the env preset's.",
     )
 
     @classmethod
@@ -127,6 +196,29 @@ class Market(ConfigModel):
         if venue is not None and isinstance(raw, dict):
             parse_source_options(venue, raw)  # field errors surface as source.<key>
         return raw
+
+    @model_validator(mode="after")
+    def _holding_costs_fit_the_venue(self) -> Market:
+        from tradecore_lib.sources.funding import FUNDING_VENUES
+
+        costs = self.holding_costs
+        if costs.funding == "venue" and self.venue not in FUNDING_VENUES:
+            raise ValueError(f"holding_costs.funding: venue {self.venue!r} publishes no funding "
+                             f"history (venues that do: {', '.join(sorted(FUNDING_VENUES))}); "
+                             "use 'none' or a constant rate per 8 hours")
+        if self.venue in FUNDING_VENUES and costs.borrow_rate_annual:
+            raise ValueError(f"holding_costs.borrow_rate_annual: {self.venue} markets are "
+                             "perpetual futures, whose shorts borrow nothing (their holding cost "
+                             "is funding); remove it or set it to 0")
+        if self.venue == "kraken_spot" and isinstance(costs.funding, float) and costs.funding:
+            raise ValueError("holding_costs.funding: a spot market pays no funding; remove it "
+                             "or set it to 'none'")
+        return self
+
+    @property
+    def funding_from_venue(self) -> bool:
+        """Whether the engine charges the venue's historical funding (``<market>/funding``)."""
+        return self.holding_costs.funding == "venue"
 
     @model_validator(mode="after")
     def _named_after_venue_and_symbol(self) -> Market:

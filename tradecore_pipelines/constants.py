@@ -14,6 +14,7 @@ import dagster as dg
 
 # layers: the last part of every asset key
 CANDLES = "candles"
+FUNDING = "funding"
 MANIFEST = "manifest"
 FEATURES = "features"
 PPO_AGENT = "ppo_agent"
@@ -24,6 +25,7 @@ SIGNALS = "signals"
 # the stage each layer belongs to (a tag on every asset)
 STAGES = {
     CANDLES: "ingestion",
+    FUNDING: "ingestion",
     MANIFEST: "ingestion",
     FEATURES: "features",
     PPO_AGENT: "training",

@@ -11,6 +11,7 @@ from tradecore_pipelines.assets.candles import build_candle_checks, build_candle
 from tradecore_pipelines.assets.champion import build_champion
 from tradecore_pipelines.assets.evaluation import build_evaluation, build_promotion_gate
 from tradecore_pipelines.assets.features import build_features_asset
+from tradecore_pipelines.assets.funding import build_funding_asset, has_funding_asset
 from tradecore_pipelines.assets.manifest import build_manifest_asset
 from tradecore_pipelines.assets.signals import build_signals
 from tradecore_pipelines.assets.training import build_ppo_agent
@@ -24,10 +25,11 @@ from tradecore_pipelines.sensors import build_landing_sensor
 
 def market_chain(market: Market) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
     """One market's assets and checks: candles -> manifest, features -> ppo_agent ->
-    evaluation (+ promotion_gate) -> champion -> signals."""
+    evaluation (+ promotion_gate) -> champion -> signals; and funding for a perpetual future."""
     return [
         build_candles_asset(market),
         build_candle_checks(market),
+        *([build_funding_asset(market)] if has_funding_asset(market) else []),
         build_manifest_asset(market),
         build_features_asset(market),
         build_ppo_agent(market),

@@ -9,7 +9,11 @@ Serves, from one deterministic trade history generated from a seed:
   count 0, the last row the uncommitted minute in progress), all behind ``{"error": [...],
   "result": ...}`` envelopes with HTTP 200, as Kraken does;
 - futures ``/derivatives/api/v3/instruments`` and ``/api/charts/v1/trade/<symbol>/1m`` with
-  ``from``/``to`` in seconds, at most 2000 candles and ``more_candles``.
+  ``from``/``to`` in seconds, at most 2000 candles and ``more_candles``;
+- futures ``/derivatives/api/v4/historicalfundingrates?symbol=PF_XBTUSD``: the contract's whole
+  funding history up to ``now`` in one response, ascending, ``{"result": "success",
+  "serverTime", "rates": [{"timestamp": ISO-8601, "fundingRate", "relativeFundingRate"}]}``
+  (an unknown symbol gets Kraken's HTTP 400 ``BAD_REQUEST`` body).
 
 Faults are switched on per request path: :meth:`FakeKraken.inject` queues one fault for each
 of the next matching requests; :attr:`FakeKraken.fault_cycle` injects a fault every
@@ -23,6 +27,7 @@ import json
 import threading
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -110,6 +115,30 @@ def generate_trades(
     )
 
 
+@dataclass(frozen=True)
+class Funding:
+    """The fake contract's funding history: one period per ``period_ms``.
+
+    ``relative`` is Kraken's ``relativeFundingRate`` (fraction of notional per period),
+    ``absolute`` its ``fundingRate`` (USD per contract: the relative rate times a price).
+    """
+
+    ts_ms: np.ndarray  # int64, period times (epoch ms)
+    relative: np.ndarray  # float64
+    absolute: np.ndarray  # float64
+
+
+def generate_funding(seed: int, start_ms: int, end_ms: int, *, period_ms: int = 3_600_000,
+                     mean: float = 1e-5, scale: float = 2e-5) -> Funding:
+    """Periods at every multiple of ``period_ms`` in ``[start_ms, end_ms)``, with seeded rates
+    of both signs (rounded to 1e-12, as Kraken prints them)."""
+    first = -(-start_ms // period_ms) * period_ms
+    ts_ms = np.arange(first, end_ms, period_ms, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    relative = np.round(rng.normal(mean, scale, ts_ms.size), 12)
+    return Funding(ts_ms, relative, np.round(relative * 42_000.0, 9))
+
+
 def python_candles(trades: Trades, first_ms: int, end_ms: int) -> list[dict[str, Any]]:
     """1-minute candles of the trades in ``[first_ms, end_ms)``, zero-trade minutes absent.
 
@@ -148,12 +177,18 @@ class FakeKraken:
         malformed_trade: index of a trade served with a non-numeric price, or None.
         fault_cycle / fault_every / fault_paths: every ``fault_every``-th request to a path
             starting with one of ``fault_paths`` gets the next fault of ``fault_cycle``.
+        funding: the perpetual's funding history (:func:`generate_funding`); periods after
+            ``now_ms`` are not served.
     """
 
-    def __init__(self, spot: Trades, futures: Trades, *, now_ms: int) -> None:
+    def __init__(self, spot: Trades, futures: Trades, *, now_ms: int,
+                 funding: Funding | None = None) -> None:
         self.spot = spot
         self.futures = futures
         self.now_ms = now_ms
+        # by default hourly funding over the span of the futures trades
+        self.funding = funding or generate_funding(
+            0, int(futures.time_e4[0]) // 10, int(futures.time_e4[-1]) // 10 + 1)
         self.with_trade_ids = True
         self.inclusive_since = True
         self.malformed_trade: int | None = None
@@ -308,6 +343,24 @@ class FakeKraken:
         return 200, {"candles": candles, "more_candles": more}
 
 
+    def historical_funding_rates(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        server_time = _iso(self.now_ms)
+        if query.get("symbol") != FUTURES_SYMBOL:
+            return 400, {"status": "BAD_REQUEST", "result": "error", "serverTime": server_time,
+                         "errors": [{"code": 11, "message": "Argument invalid: symbol"}]}
+        f = self.funding
+        served = int(np.searchsorted(f.ts_ms, self.now_ms, "left"))
+        rates = [{"timestamp": _iso(int(f.ts_ms[i])), "fundingRate": float(f.absolute[i]),
+                  "relativeFundingRate": float(f.relative[i])} for i in range(served)]
+        return 200, {"result": "success", "serverTime": server_time, "rates": rates}
+
+
+def _iso(ts_ms: int) -> str:
+    """Kraken Futures' timestamp format, ``2024-03-01T00:00:00.000Z``."""
+    moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
 def _p(tenths: int) -> str:
     return f"{tenths // 10}.{tenths % 10}"
 
@@ -346,6 +399,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, spot[path](query)
         if path == "/derivatives/api/v3/instruments":
             return 200, fake.instruments(query)
+        if path == "/derivatives/api/v4/historicalfundingrates":
+            return fake.historical_funding_rates(query)
         parts = path.strip("/").split("/")
         if parts[:4] == ["api", "charts", "v1", "trade"] and len(parts) == 6 and parts[5] == "1m":
             return fake.charts(parts[4], query)
