@@ -7,6 +7,8 @@ import dagster as dg
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
 from tradecore_pipelines.assets.candles import candles_key
+from tradecore_pipelines.assets.funding import has_funding_asset
+from tradecore_pipelines.constants import FUNDING, asset_key
 
 # For this long after a month ends its partition is refreshed once more alongside the new
 # month, so the last minutes of the old month (closed after the previous tick) land too.
@@ -19,7 +21,9 @@ def build_refresh_schedule(
     cron_schedule: str = "0 * * * *",
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
 ) -> dg.ScheduleDefinition:
-    """A schedule materializing ``candles/<market>`` for the current month (UTC).
+    """A schedule materializing ``candles/<market>`` (and ``<market>/funding`` of a perpetual
+    future, so the funding the engine charges keeps up with the candles) for the current
+    month (UTC).
 
     Args:
         market: the market to refresh (a live venue; history is filled by backfills).
@@ -31,14 +35,16 @@ def build_refresh_schedule(
     the trades since the last one.
     """
     key = candles_key(market)
+    keys = [key, asset_key(market.name, FUNDING)] if has_funding_asset(market) else [key]
 
     @dg.schedule(
         name=f"refresh_candles__{market.name}",
         cron_schedule=cron_schedule,
         execution_timezone="UTC",
-        target=dg.AssetSelection.assets(key),
+        target=dg.AssetSelection.assets(*keys),
         default_status=default_status,
-        description=f"Refreshes the current month of candles/{market.name}.",
+        description=f"Refreshes the current month of candles/{market.name}"
+        + (" and its funding." if len(keys) > 1 else "."),
     )
     def refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
         tick_ms = int(context.scheduled_execution_time.timestamp() * 1000)

@@ -7,9 +7,11 @@ import pyarrow as pa
 from tests.conftest import kraken_market
 from tradecore_lib.months import Month
 from tradecore_lib.sources.funding import funding_key
+from tradecore_pipelines.assets.candles import build_candles_asset
 from tradecore_pipelines.assets.funding import build_funding_asset, has_funding_asset
 from tradecore_pipelines.constants import LAYER_TAG
 from tradecore_pipelines.definitions import market_chain
+from tradecore_pipelines.schedules import build_refresh_schedule
 
 RANGE = {
     "dagster/asset_partition_range_start": "2024-02-01",
@@ -69,3 +71,13 @@ def test_only_perpetual_futures_markets_have_funding():
     keys = {key.path[-1] for d in market_chain(futures) if isinstance(d, dg.AssetsDefinition)
             for key in d.keys}
     assert "funding" in keys
+
+
+def test_the_refresh_schedule_keeps_funding_with_the_candles(lake_resource):
+    market = kraken_market("kraken_futures")
+    schedule = build_refresh_schedule(market)
+    chain = [build_candles_asset(market), build_funding_asset(market)]
+    job = dg.Definitions(assets=chain, schedules=[schedule], resources={"lake": lake_resource}
+                         ).resolve_job_def(schedule.job_name)
+    assert {key.path[-1] for key in job.asset_layer.selected_asset_keys} == {"candles",
+                                                                             "funding"}
