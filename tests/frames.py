@@ -52,9 +52,11 @@ def synthetic_frame(month: Month | None = None, n_features: int = 2,
 
 
 def random_walk_frame(rng: np.random.Generator, n: int, start_price: float = 100.0,
-                      vol: float = 0.002, gap_every: int = 0) -> pd.DataFrame:
-    """``n`` candles of a seeded random walk (no features), optionally with a gap every
-    ``gap_every`` bars (10 missing minutes)."""
+                      vol: float = 0.002, gap_every: int = 0, minutes_per_bar: int = 1,
+                      start_ms: int = 1_704_150_000_000) -> pd.DataFrame:
+    """``n`` candles of ``minutes_per_bar`` minutes of a seeded random walk (no features) from
+    ``start_ms`` (default 2024-01-01 23:00 UTC, so even short frames cross a UTC day),
+    optionally with a gap of 10 missing bars every ``gap_every`` bars."""
     rets = rng.standard_t(4, n) * vol
     close = start_price * np.exp(np.cumsum(rets))
     open_ = np.concatenate([[start_price], close[:-1]])
@@ -62,9 +64,9 @@ def random_walk_frame(rng: np.random.Generator, n: int, start_price: float = 100
     wick_dn = np.abs(rng.normal(0.0, vol, n)) * close
     high = np.maximum(open_, close) + wick_up
     low = np.maximum(np.minimum(open_, close) - wick_dn, 1e-6)
-    minutes = np.arange(n, dtype=np.int64)
+    bars = np.arange(n, dtype=np.int64)
     if gap_every:
-        minutes = minutes + 10 * (minutes // gap_every)
-    ts = pd.to_datetime(1_704_067_200_000 + minutes * 60_000, unit="ms", utc=True)
+        bars = bars + 10 * (bars // gap_every)
+    ts = pd.to_datetime(start_ms + bars * minutes_per_bar * 60_000, unit="ms", utc=True)
     return pd.DataFrame({"ts": ts, "open": open_, "high": high, "low": low, "close": close,
                          "volume": rng.gamma(2.0, 2.0, n), "trades": rng.poisson(10, n)})

@@ -2,8 +2,9 @@
 
 The model (a finished training run, named by its run id: the champion record's) walks the
 newest month that has candles and features with the one engine, exactly as its evaluation
-does, so its account state (position, stops) evolves as it would have; the last
-``signal_bars`` decisions are written as a parquet table::
+does (warmed on the month before, first decision at the month's first bar), so its account
+state (position, stops, kill switch) evolves as it would have; the last ``signal_bars``
+decisions are written as a parquet table::
 
     <lake_root>/signals/<market>/year=YYYY/month=MM/part-0.parquet
 
@@ -72,11 +73,11 @@ def publish_signals(lake: Lake, market: Market, run_id: str, model_label: str,
     agent = Agent.load(RunStore(lake, market.name, run_id))
     preset = agent.lineage["feature_preset"]
     month = latest_feature_month(lake, market, preset, last_month)
-    frame = load_frame(lake, market, [month], preset).frame
+    frame = load_frame(lake, market, [month], preset, warmup=True)
     settings = agent.config.env_settings(WARMUP_COLUMN)
-    data = MarketData.from_frame(frame, walk_config(settings))
-    walk = plan_walk(data, settings)
-    run = run_policies(data, settings, {"agent": agent.policy})["agent"]
+    data = MarketData.from_frame(frame.frame, walk_config(settings))
+    walk = plan_walk(data, settings, frame.decision_start)
+    run = run_policies(data, settings, {"agent": agent.policy}, frame.decision_start)["agent"]
     # the decisions the walk executes: every row but a segment's last (the data's last bar
     # included), each filled at the next bar's open
     executed = np.flatnonzero(~walk.seg_end)[-agent.config.evaluation.signal_bars:]

@@ -6,6 +6,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,16 +82,24 @@ def test_equity_cash_fees_and_fill_prices(case):
     fees_reported = fees_from_fills = 0.0
     for _, fills, reward, info in records:
         bar = info["bar"]
+        slip = cfg["slippage_bps"] / 10_000
         for f in fills:
-            # no trade ever fills outside its bar's [low, high]; fills happen on the played bar
+            # fills happen on the played bar, at a reference price inside it (slippage on top)
             assert f.bar == bar
-            assert d.low[bar] <= f.price <= d.high[bar]
+            reference = f.price if f.kind == "take_profit" else (
+                f.price / (1 + slip) if f.qty > 0 else f.price / (1 - slip))
+            assert d.low[bar] * (1 - 1e-12) <= reference <= d.high[bar] * (1 + 1e-12)
+            if f.kind in ("market", "kill_switch", "guardrail"):
+                assert math.isclose(reference, d.open[bar], rel_tol=1e-12)
+            if f.kind == "end":
+                assert math.isclose(reference, d.close[bar], rel_tol=1e-12)
             rate = cfg["maker_fee"] if f.kind == "take_profit" else cfg["taker_fee"]
             assert f.fee == abs(f.qty) * f.price * rate
             fees_from_fills += f.fee
             cash -= f.qty * f.price + f.fee
         fees_reported += info["fees"]
-        assert info["fees"] == info["market_fee"] + info["stop_fee"] + info["limit_fee"]
+        assert info["fees"] == (info["market_fee"] + info["stop_fee"] + info["limit_fee"]
+                                + info["exit_fee"])
         assert info["stop_fee"] == sum(f.fee for f in fills if f.kind == "stop")
         assert info["limit_fee"] == sum(f.fee for f in fills if f.kind == "take_profit")
         # equity = cash + position value, with cash replayed independently from the fills
@@ -150,11 +159,49 @@ def test_pnl_is_zero_whenever_flat_through_a_bar(case):
             assert info["reward_pnl"] == 0.0 and info["position_qty"] == 0.0
 
 
+@SETTINGS
+@given(scenarios(), st.sampled_from([0.0, 1.0, 3.5]))
+def test_reward_terms_add_up_to_the_net_return_and_the_maximum_drawdown(case, coef):
+    """Over any episode: sum(reward_pnl + reward_fee) = reward_scale * sum(net returns) and
+    sum(reward_drawdown) = -drawdown_coef * reward_scale * the maximum drawdown of the equity
+    before fees (a fee is charged once, a drawdown once)."""
+    frame, cfg, actions = case
+    cfg = dict(cfg, drawdown_coef=coef, max_drawdown=1.0)
+    _, _, records = run_episode(frame, cfg, actions)
+    infos = [info for *_, info in records]
+    equity = np.array([10_000.0] + [i["equity"] for i in infos])
+    fees_paid = np.concatenate([[0.0], np.cumsum([i["fees"] for i in infos])])
+    gross = equity + fees_paid
+    max_drawdown = float(np.max(1.0 - gross / np.maximum.accumulate(gross)))
+    net = sum(i["reward_pnl"] + i["reward_fee"] for i in infos)
+    assert math.isclose(net, 100.0 * float(np.sum(equity[1:] / equity[:-1] - 1.0)),
+                        rel_tol=1e-9, abs_tol=1e-9)
+    assert math.isclose(sum(i["reward_drawdown"] for i in infos),
+                        -coef * 100.0 * max_drawdown, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_a_fee_is_not_charged_again_as_drawdown():
+    """On a flat price path round trips lose exactly their fees: charged by reward_fee, while
+    reward_pnl (before fees) and the drawdown term stay 0."""
+    n = 12
+    frame = random_walk_frame(np.random.default_rng(0), n, vol=0.0)
+    cfg = dict(BASE, action_mode="discrete", taker_fee=0.001, slippage_bps=0.0,
+               take_profit_bps=0.0)
+    _, _, records = run_episode(frame, cfg, [2, 2, 2, 1, 1, 1, 2, 1, 1])
+    infos = [info for *_, info in records]
+    assert sum(i["fees"] for i in infos) > 0
+    assert all(i["reward_drawdown"] == 0.0 and abs(i["reward_pnl"]) < 1e-12 for i in infos)
+    assert all(i["reward_fee"] < 0.0 for i in infos if i["fees"] > 0)
+    assert infos[-1]["equity"] == pytest.approx(10_000 - sum(i["fees"] for i in infos))
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(5, 200),
        vol=st.sampled_from([0.0005, 0.003, 0.02]),
        taker=st.sampled_from([0.0, 0.0005, 0.002]))
-def test_buy_and_hold_reproduces_buy_and_hold_minus_one_taker_fee(seed, n, vol, taker):
+def test_an_episode_enters_and_closes_its_position_with_fees(seed, n, vol, taker):
+    """Always long at 1x without stops over one episode: the entry at the first open and the
+    close at the episode's last close each pay the taker fee; nothing is closed for free."""
     frame = random_walk_frame(np.random.default_rng(seed), n + BASE["window"], vol=vol)
     cfg = dict(BASE, taker_fee=taker, slippage_bps=0.0, stop_loss_bps=10_000.0,
                take_profit_bps=0.0, risk_pct=1.0, max_leverage=1.0, max_drawdown=1.0)
@@ -162,13 +209,13 @@ def test_buy_and_hold_reproduces_buy_and_hold_minus_one_taker_fee(seed, n, vol, 
     env.reset(seed=0)
     first = env.bar + 1
     info = {}
-    for _ in range(n):
+    for _ in range(n + 1):
         _, _, terminated, truncated, info = env.step(2)  # long, always
         assert not terminated
         if truncated:
             break
     last = info["bar"]
-    assert env.fills().num_rows == 1
-    bh_return = frame["close"].iloc[last] / frame["open"].iloc[first] - 1.0
-    assert math.isclose(info["equity"] / 10_000.0 - 1.0, bh_return - taker,
+    assert env.fills()["kind"].to_pylist() == ["market", "end"]
+    growth = frame["close"].iloc[last] / frame["open"].iloc[first]
+    assert math.isclose(info["equity"] / 10_000.0 - 1.0, growth * (1 - taker) - 1 - taker,
                         rel_tol=1e-9, abs_tol=1e-12)

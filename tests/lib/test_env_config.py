@@ -11,7 +11,8 @@ from tradecore_lib.env import EnvConfig, FrameError, load_env_config, make_env
 from tradecore_lib.errors import ConfigError
 
 
-@pytest.mark.parametrize("name", ["default", "continuous", "nudge", "extended"])
+@pytest.mark.parametrize("name", ["default", "continuous", "nudge", "extended", "prop_firm",
+                                  "perpetual"])
 def test_shipped_presets_load(name):
     cfg = load_env_config(name)
     assert cfg.name == name and cfg.window == 64
@@ -36,10 +37,27 @@ def test_overrides_on_a_base_preset():
     ({"episode_length": 0}, "episode_length"),
     ({"stop_loss_bounds_bps": [10]}, "stop_loss_bounds_bps"),
     ({"risk_pct": True}, "risk_pct"),
+    ({"daily_loss_limit": 0.0}, "daily_loss_limit"),
+    ({"max_total_loss": 1.5}, "max_total_loss"),
+    ({"borrow_rate_annual": -0.1}, "borrow_rate_annual"),
+    ({"funding_rate_8h": 0.5}, "funding_rate_8h"),
+    ({"reward": "sharpe"}, "reward"),
 ])
 def test_bad_values_name_the_key(raw, key):
     with pytest.raises(ConfigError, match=key):
         load_env_config(raw)
+
+
+def test_a_bad_value_in_a_preset_file_names_the_preset_and_the_field(tmp_path, monkeypatch):
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "cheap.json").write_text(json.dumps({"taker_fee": -0.0005}))
+    monkeypatch.setenv("TRADECORE_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"env preset 'cheap' \(.*cheap.json\)(.|\n)*"
+                                          r"taker_fee: Input should be greater than or equal"):
+        load_env_config("cheap")
+    (tmp_path / "env" / "typo.json").write_text(json.dumps({"taker_fe": 0.0005}))
+    with pytest.raises(ConfigError, match="did you mean 'taker_fee'"):
+        load_env_config("typo")
 
 
 def test_unknown_preset_lists_the_available_ones():

@@ -1,4 +1,5 @@
-"""Hand-made candles: fill timing, slippage, stops, take-profit, kill switch, sizing."""
+"""Hand-made candles: fill timing, slippage, stops, take-profit, kill switch, guardrails, the
+charged close at an episode's end, holding costs, sizing."""
 
 from __future__ import annotations
 
@@ -60,10 +61,11 @@ def test_decision_fills_at_next_open_with_slippage_and_taker_fee():
     assert info["risk_units"] == pytest.approx(fill.qty * 101 * 0.01 / (0.01 * info["equity"]))
 
 
-def test_slippage_never_leaves_the_bar():
-    env = env_on(QUIET + [(101, 101.02, 100.5, 101)] * 2, slippage_bps=50.0)
+def test_slippage_is_a_cost_on_top_of_the_reference_price():
+    env = env_on(QUIET + [(101, 101.02, 100.5, 101)] * 3, slippage_bps=50.0)
     env.step(LONG)
-    assert fills(env)[-1].price == 101.02  # clipped to the bar's high
+    # the open is in the bar; slippage is paid even where the bar's range was narrower
+    assert fills(env)[-1].price == pytest.approx(101 * 1.005)
 
 
 def test_stop_loss_intrabar_pays_taker():
@@ -105,7 +107,7 @@ def test_short_stop_and_gap_through_fills_at_open():
 
 def test_after_a_stop_the_target_is_flat_until_the_agent_acts_again():
     env = env_on(QUIET + [(100, 100.2, 99.9, 100), (100, 100.1, 98.5, 99),
-                          (99, 99.5, 98.8, 99), (99, 99.5, 98.8, 99)])
+                          (99, 99.5, 98.8, 99), (99, 99.5, 98.8, 99), (99, 99.5, 98.8, 99)])
     env.step(LONG)
     env.step(LONG)  # stopped out
     _, _, _, _, info = env.step(FLAT)
@@ -114,16 +116,79 @@ def test_after_a_stop_the_target_is_flat_until_the_agent_acts_again():
     assert fills(env)[-1].kind == "market" and env.account["qty"] > 0
 
 
-def test_kill_switch_terminates_on_drawdown():
-    env = env_on(QUIET + [(100, 100.2, 99.9, 100), (100, 100, 70, 70), (70, 71, 69, 70)],
-                 max_drawdown=0.2, stop_loss_bps=5000.0, risk_pct=1.0, take_profit_bps=0.0)
-    dd_before = env.step(LONG)[4]["drawdown"]  # the entry fee's drawdown
-    _, reward, terminated, truncated, info = env.step(LONG)
+def test_kill_switch_closes_at_the_next_open_then_the_episode_ends():
+    env = env_on(QUIET + [(100, 100.2, 99.9, 100), (100, 100, 70, 70), (69, 71, 68, 70),
+                          (70, 71, 69, 70)],
+                 max_drawdown=0.2, stop_loss_bps=5000.0, risk_pct=1.0, take_profit_bps=0.0,
+                 slippage_bps=10.0)
+    env.step(LONG)
+    _, _, terminated, truncated, info = env.step(LONG)  # breach at this close
+    assert info["drawdown"] >= 0.2 and info["kill_switch"] == 1.0
+    assert not terminated and not truncated and info["position_qty"] > 0
+    qty = info["position_qty"]
+    _, _, terminated, truncated, info = env.step(LONG)  # the target is not executed
     assert terminated and not truncated
-    assert info["drawdown"] >= 0.2
-    # the penalty is on the increase of drawdown
-    assert info["reward_drawdown"] == pytest.approx(-100.0 * (info["drawdown"] - dd_before))
-    assert reward < 0
+    exit_fill = fills(env)[-1]
+    assert exit_fill.kind == "kill_switch" and exit_fill.bar == 4
+    assert exit_fill.qty == -qty and exit_fill.price == pytest.approx(69 * (1 - 0.001))
+    assert exit_fill.fee == pytest.approx(qty * exit_fill.price * 0.0005)
+    assert info["position_qty"] == 0.0 and info["exit_fee"] == exit_fill.fee
+
+
+def test_an_episode_ends_with_a_charged_close():
+    env = env_on(QUIET + [(100, 100.2, 99.9, 100), (101, 102, 100, 101.5)],
+                 slippage_bps=10.0)
+    env.step(LONG)
+    _, _, terminated, truncated, info = env.step(LONG)  # the frame's last bar
+    assert truncated and not terminated
+    end = fills(env)[-1]
+    assert end.kind == "end" and end.price == pytest.approx(101.5 * (1 - 0.001))
+    assert end.fee == pytest.approx(abs(end.qty) * end.price * 0.0005)
+    assert info["position_qty"] == 0.0 and info["equity"] == info["cash"]
+
+
+def test_daily_loss_limit_halts_until_the_next_utc_day():
+    # bars 23:56 .. 00:02 UTC: a 3 % loss on the first day's last bars breaches 2 %
+    rows = [(100, 100.2, 99.8, 100)] * 3 + [(99, 99.2, 96.5, 97), (97, 97.5, 96.8, 97),
+                                            (97, 97.5, 96.8, 97), (97, 97.5, 96.8, 97),
+                                            (97, 97.5, 96.8, 97)]
+    frame = candles(rows)
+    frame["ts"] = frame["ts"] + pd.Timedelta(hours=23, minutes=56)
+    env = make_env(frame, dict(BASE, daily_loss_limit=0.02, stop_loss_bps=5000.0,
+                               risk_pct=1.0, take_profit_bps=0.0), record_fills=True)
+    env.reset(seed=0, options={"start": 1})
+    env.step(LONG)  # fills at 23:58's open
+    _, _, terminated, _, info = env.step(LONG)  # 23:59 closes 3 % down: the breach
+    assert info["guardrail"] == 1.0 and info["halted"] == 2.0 and not terminated
+    _, _, terminated, _, info = env.step(LONG)  # 00:00: closed at the open
+    assert terminated and fills(env)[-1].kind == "guardrail" and fills(env)[-1].bar == 4
+
+
+def test_max_total_loss_is_a_guardrail_for_good():
+    rows = QUIET + [(100, 100.2, 99.9, 100), (100, 100, 94, 94), (94, 95, 93, 94),
+                    (94, 95, 93, 94)]
+    env = env_on(rows, max_total_loss=0.05, stop_loss_bps=5000.0, risk_pct=1.0,
+                 take_profit_bps=0.0)
+    env.step(LONG)
+    info = env.step(LONG)[4]
+    assert info["guardrail"] == 1.0 and info["halted"] == 1.0 and info["kill_switch"] == 0.0
+    assert env.step(LONG)[2]  # terminated after the exit
+
+
+def test_borrow_of_a_short_and_funding_are_charged_per_bar():
+    rows = QUIET + [(100, 100.2, 99.9, 100)] + [(101, 101.5, 100.5, 101)] * 3
+    env = env_on(rows, borrow_rate_annual=0.5, funding_rate_8h=0.001, stop_loss_bps=5000.0,
+                 take_profit_bps=0.0)
+    info = env.step(SHORT)[4]
+    qty = info["position_qty"]
+    assert qty < 0
+    assert info["borrow_cost"] == pytest.approx(-qty * 100 * 0.5 / (365 * 24 * 60))
+    # the short receives positive funding: a negative cost
+    assert info["funding_cost"] == pytest.approx(qty * 100 * 0.001 / 480)
+    before = info["equity"]
+    info = env.step(SHORT)[4]
+    assert info["equity"] == pytest.approx(before + qty * (101 - 100) - info["borrow_cost"]
+                                           - info["funding_cost"])
 
 
 def test_leverage_cap_and_risk_sizing():

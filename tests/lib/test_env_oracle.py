@@ -1,21 +1,31 @@
 """Property tests (hypothesis) of the one engine against the plain-Python reference.
 
-Random price paths (with gaps), random presets and random actions: the single env, the
-batched env (with its auto-resets and terminal observations) and the backtest walk must give
-what ``tests/oracle/reference.py`` gives, fill for fill."""
+Random price paths (with gaps, across UTC days, with or without a funding column), random
+presets (fees, slippage, stops, sizing, kill switch, guardrails, borrow, funding, both
+rewards) and random actions: the single env, the batched env (with its auto-resets and
+terminal observations) and the backtest walk (rules and buy-and-hold accounts) must give what
+``tests/oracle/reference.py`` gives, fill for fill."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.frames import random_walk_frame
 from tests.oracle import reference
 from tradecore_lib.env import MarketData, load_env_config, make_env, make_vec_env
-from tradecore_lib.evaluation.backtest import Target, plan_walk, run_policies, walk_config
+from tradecore_lib.evaluation.backtest import (
+    BacktestError,
+    BuyAndHold,
+    Target,
+    plan_walk,
+    run_policies,
+    walk_config,
+)
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -42,6 +52,12 @@ def presets(draw, sequential: bool = True):
         risk_pct=draw(st.sampled_from([0.005, 0.02, 1.0])),
         max_leverage=draw(st.sampled_from([0.5, 1.0, 3.0])),
         max_drawdown=draw(st.sampled_from([0.03, 1.0])),
+        daily_loss_limit=draw(st.sampled_from([None, 0.01])),
+        max_total_loss=draw(st.sampled_from([None, 0.02])),
+        borrow_rate_annual=draw(st.sampled_from([0.0, 3.0])),
+        funding_rate_8h=draw(st.sampled_from([0.0, 0.003, -0.002])),
+        reward=draw(st.sampled_from(["pnl_drawdown", "differential_sharpe"])),
+        sharpe_eta=0.05,
         rebalance_threshold=draw(st.sampled_from([0.0, 0.2])) if mode == "continuous" else 0.0,
         stop_loss_bounds_bps=[25.0, 300.0], take_profit_bounds_bps=[50.0, 800.0],
         episode_length=None if sequential else draw(st.sampled_from([None, 10, 25])),
@@ -64,12 +80,21 @@ def draw_actions(draw, cfg, n: int) -> list:
 
 @st.composite
 def single_cases(draw):
-    cfg = draw(presets())
+    minutes = draw(st.sampled_from([1, 20]))
+    cfg = load_env_config(draw(presets()), {"max_gap_minutes": 1.5 * minutes})
     n = draw(st.integers(20, 150))
-    frame = random_walk_frame(np.random.default_rng(draw(st.integers(0, 2**32 - 1))),
-                              n + cfg.window, vol=draw(st.sampled_from([0.0005, 0.004, 0.02])),
-                              gap_every=draw(st.sampled_from([0, 37])))
+    frame = frames(draw, n + cfg.window, vol=draw(st.sampled_from([0.0005, 0.004, 0.02])),
+                   gap_every=draw(st.sampled_from([0, 37])), minutes_per_bar=minutes)
     return frame, cfg, draw_actions(draw, cfg, n)
+
+
+def frames(draw, n: int, **walk):
+    """A random-walk frame of ``n`` bars, some with a ``funding_rate_8h`` column."""
+    frame = random_walk_frame(np.random.default_rng(draw(st.integers(0, 2**32 - 1))), n,
+                              **walk)
+    if draw(st.booleans()):
+        frame["funding_rate_8h"] = np.random.default_rng(n).normal(0.0, 0.002, n)
+    return frame
 
 
 def assert_step(info: dict, reward: float, ref: reference.Step, float32: bool = False) -> None:
@@ -77,9 +102,12 @@ def assert_step(info: dict, reward: float, ref: reference.Step, float32: bool = 
     for key, want in (("reward_pnl", ref.reward_pnl), ("reward_fee", ref.reward_fee),
                       ("reward_drawdown", ref.reward_drawdown), ("equity", ref.equity),
                       ("cash", ref.cash), ("position_qty", ref.qty), ("fees", ref.fees),
+                      ("borrow_cost", ref.borrow), ("funding_cost", ref.funding),
                       ("drawdown", ref.drawdown), ("target_position", ref.target),
                       ("stop_distance", ref.stop_distance),
-                      ("take_profit_distance", ref.take_profit_distance)):
+                      ("take_profit_distance", ref.take_profit_distance),
+                      ("kill_switch", float(ref.kill_switch)),
+                      ("guardrail", float(ref.guardrail))):
         assert close(info[key], want), (key, info[key], want)
     if float32:  # the batched env hands SB3 float32 rewards
         assert reward == np.float32(reward) and math.isclose(reward, ref.reward, rel_tol=1e-6,
@@ -115,9 +143,8 @@ def test_single_env_matches_the_reference(case):
 @st.composite
 def vec_cases(draw):
     cfg = draw(presets(sequential=False))
-    frame = random_walk_frame(np.random.default_rng(draw(st.integers(0, 2**32 - 1))), 400,
-                              vol=draw(st.sampled_from([0.001, 0.01])),
-                              gap_every=draw(st.sampled_from([0, 61])))
+    frame = frames(draw, 400, vol=draw(st.sampled_from([0.001, 0.01])),
+                   gap_every=draw(st.sampled_from([0, 61])))
     n_envs = draw(st.integers(1, 5))
     steps = draw(st.integers(10, 80))
     seed = draw(st.integers(0, 1000))
@@ -169,12 +196,12 @@ def test_batched_env_matches_the_reference_through_auto_resets(case):
 
 @st.composite
 def walk_cases(draw):
-    cfg = draw(presets())
-    cfg = load_env_config(cfg, {"action_mode": "discrete", "nudge": False})
+    minutes = draw(st.sampled_from([1, 30]))
+    cfg = load_env_config(draw(presets()), {"action_mode": "discrete", "nudge": False,
+                                            "max_gap_minutes": 1.5 * minutes})
     n = draw(st.integers(40, 300))
-    frame = random_walk_frame(np.random.default_rng(draw(st.integers(0, 2**32 - 1))), n,
-                              vol=draw(st.sampled_from([0.001, 0.006, 0.02])),
-                              gap_every=draw(st.sampled_from([0, 23, 50])))
+    frame = frames(draw, n, vol=draw(st.sampled_from([0.001, 0.006, 0.02])),
+                   gap_every=draw(st.sampled_from([0, 23, 50])), minutes_per_bar=minutes)
     decision_start = draw(st.integers(0, 30))
     n_policies = draw(st.integers(1, 4))
     return frame, cfg, decision_start, n_policies, draw(st.integers(0, 2**31))
@@ -183,29 +210,31 @@ def walk_cases(draw):
 @SETTINGS
 @given(walk_cases())
 def test_backtest_walk_matches_the_reference(case):
-    """Segments (gaps), the close at each segment's end, the kill switch's halt, fills."""
+    """Segments (gaps), the charged close at each segment's end, the kill switch's exit at the
+    next open and its halt, the guardrails' halts, holding costs, buy-and-hold, fills."""
     frame, cfg, decision_start, n_policies, seed = case
     wcfg = walk_config(cfg)
     data = MarketData.from_frame(frame, wcfg)
-    try:
-        walk = plan_walk(data, wcfg, decision_start)
-    except ValueError:
-        assert len(data.starts[data.starts >= decision_start]) == 0
+    if len(data.starts[data.starts >= decision_start]) == 0:
+        with pytest.raises(BacktestError, match="no decision bar"):
+            plan_walk(data, wcfg, decision_start)
         return
+    walk = plan_walk(data, wcfg, decision_start)
     rng = np.random.default_rng(seed)
     paths = {f"p{j}": rng.choice([-1.0, 0.0, 1.0], size=len(walk.rows))
              for j in range(n_policies)}
-    runs = run_policies(data, wcfg, {name: Target(path) for name, path in paths.items()},
-                        decision_start)
-    for name, path in paths.items():
-        bars, steps, account = reference.walk(data, wcfg, decision_start, path)
+    policies = {name: Target(path) for name, path in paths.items()}
+    runs = run_policies(data, wcfg, {**policies, "hold": BuyAndHold()}, decision_start)
+    for name, path in [*paths.items(), ("hold", None)]:
+        bars, steps, account = reference.walk(data, wcfg, decision_start, path,
+                                              buy_and_hold=path is None)
         run = runs[name]
         assert run.ts_ms.tolist() == data.ts_ms[bars].tolist()
-        equity = cfg.initial_cash
         for k, step in enumerate(steps):
-            if step is not None:
-                equity = step.equity
-            assert close(run.equity[k], equity)
+            assert close(run.equity[k], step.equity) and close(run.position[k], step.qty)
         assert run.position[-1] == 0.0  # the walk ends flat
-        assert_fills(run.fills, [f for s in steps if s is not None for f in s.fills])
-        assert run.kill_switch_hits == int(any(s is not None and s.terminated for s in steps))
+        assert_fills(run.fills, [f for s in steps for f in s.fills])
+        assert run.kill_switch_hits == account.kills <= 1
+        assert run.guardrail_breaches == account.guards
+        assert close(run.borrow_cost, account.borrow_paid)
+        assert close(run.funding_cost, account.funding_paid)

@@ -99,7 +99,27 @@ class EnvConfig(ConfigModel):
         default=2.0, gt=0.0, le=100.0, description="RiskGuard: cap of notional / equity.")
     max_drawdown: Number = Field(
         default=0.25, gt=0.0, le=1.0,
-        description="Kill switch: drawdown from the equity high-water mark that ends trading.")
+        description="Kill switch: drawdown from the equity high-water mark (of the episode in "
+        "training, of the whole split in evaluation) at which the position is closed at the "
+        "next open and trading halts (a training episode ends after that exit).")
+    daily_loss_limit: Number | None = Field(
+        default=None, gt=0.0, le=1.0,
+        description="Prop-firm guardrail: a loss of this fraction of the UTC day's starting "
+        "equity closes the position at the next open and halts trading until the next UTC "
+        "day (a training episode ends); null: off.")
+    max_total_loss: Number | None = Field(
+        default=None, gt=0.0, le=1.0,
+        description="Prop-firm guardrail: equity at or below initial_cash * (1 - this) closes "
+        "the position at the next open and halts trading for good; null: off.")
+    borrow_rate_annual: Number = Field(
+        default=0.0, ge=0.0, le=10.0,
+        description="Borrow cost of a spot short, annual fraction of its notional (365-day "
+        "year), charged every bar it is held; 0 for perpetual futures.")
+    funding_rate_8h: Number = Field(
+        default=0.0, ge=-0.1, le=0.1,
+        description="Funding rate of a perpetual future per 8 hours, charged pro rata every "
+        "bar (longs pay a positive rate, shorts receive it); a frame column funding_rate_8h "
+        "(the venue's historical rates) takes precedence.")
     initial_cash: Number = Field(
         default=10_000.0, gt=0.0, le=1e12, description="Starting equity, quote currency.")
     reward_scale: Number = Field(
@@ -109,7 +129,18 @@ class EnvConfig(ConfigModel):
         default=1.0, ge=0.0, le=100.0,
         description="Weight of the fee term (1 makes reward_pnl + reward_fee the net return).")
     drawdown_coef: Number = Field(
-        default=1.0, ge=0.0, le=100.0, description="Weight of the drawdown penalty.")
+        default=1.0, ge=0.0, le=100.0,
+        description="Weight of the drawdown penalty, charged on each new maximum drawdown of "
+        "the episode's equity before fees (its sum is the maximum drawdown).")
+    reward: Literal["pnl_drawdown", "differential_sharpe"] = Field(
+        default="pnl_drawdown",
+        description="pnl_drawdown: scaled net return minus the drawdown penalty; "
+        "differential_sharpe: the differential Sharpe ratio of the net returns (Moody & "
+        "Saffell), whose sum tracks the episode's Sharpe ratio.")
+    sharpe_eta: Number = Field(
+        default=0.001, gt=0.0, le=1.0,
+        description="differential_sharpe: rate of the moving mean and variance of the returns "
+        "(about 1 / bars of memory).")
     episode_length: Count | None = Field(
         default=1440, ge=1,
         description="Decisions per training episode; null runs to the end of the data segment.")

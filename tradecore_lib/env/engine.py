@@ -24,14 +24,13 @@ from tradecore_lib.env.observation import MarketData
 from tradecore_lib.env.spaces import START_BLOCK, draw_start_block
 
 BPS = 10_000.0
+MINUTES_PER_YEAR = 365 * 24 * 60  # borrow accrues over a 365-day year
+FUNDING_MINUTES = 8 * 60  # funding rates are quoted per 8 hours
 
 
-def kernel_params(cfg: EnvConfig, flatten_at_end: bool = False) -> np.ndarray:
-    """The float64 parameter vector of ``cfg`` in :data:`~kernels.PARAM_NAMES` order.
-
-    ``flatten_at_end``: an account leaving its episode or segment (or hitting the kill
-    switch) closes its position at that bar's close (the backtest's walk).
-    """
+def kernel_params(cfg: EnvConfig, bar_minutes: float) -> np.ndarray:
+    """The float64 parameter vector of ``cfg`` in :data:`~kernels.PARAM_NAMES` order, for
+    bars of ``bar_minutes`` minutes (the holding costs are charged per bar)."""
     scale = float(cfg.reward_scale)
     values = {
         "nudge_step_bps": cfg.nudge_step_bps,
@@ -42,18 +41,26 @@ def kernel_params(cfg: EnvConfig, flatten_at_end: bool = False) -> np.ndarray:
         "risk_pct": cfg.risk_pct, "max_leverage": cfg.max_leverage,
         "max_drawdown": cfg.max_drawdown, "reward_scale": scale,
         "k_fee": -(cfg.fee_coef * scale), "k_drawdown": -(cfg.drawdown_coef * scale),
-        "flatten_at_end": 1.0 if flatten_at_end else 0.0,
+        "max_total_loss": cfg.max_total_loss or 0.0,
+        "daily_loss_limit": cfg.daily_loss_limit or 0.0,
+        "borrow_per_bar": cfg.borrow_rate_annual * bar_minutes / MINUTES_PER_YEAR,
+        "funding_per_bar": bar_minutes / FUNDING_MINUTES,
+        "initial_cash": cfg.initial_cash,
+        "differential_sharpe": 1.0 if cfg.reward == "differential_sharpe" else 0.0,
+        "sharpe_eta": cfg.sharpe_eta,
     }
     return np.array([float(values[name]) for name in K.PARAM_NAMES])
 
 
 def fresh_state(cfg: EnvConfig, n: int) -> np.ndarray:
-    """(S, n) float64: ``n`` fresh accounts (flat, ``initial_cash``, the preset's stops)."""
+    """(S, n) float64: ``n`` fresh accounts (flat, ``initial_cash``, the preset's stops, no
+    pending exit, no UTC day seen yet)."""
     column = np.zeros(len(K.STATE_ROWS))
     cash = float(cfg.initial_cash)
-    column[[K.CASH, K.EQUITY, K.PEAK]] = cash
+    column[[K.CASH, K.EQUITY, K.PEAK, K.DAY_START, K.GROSS_PEAK]] = cash
     column[K.SL_BPS] = cfg.stop_loss_bps
     column[K.TP_BPS] = cfg.take_profit_bps
+    column[[K.PENDING, K.DAY]] = -1.0
     return np.repeat(column[:, None], n, axis=1)
 
 
@@ -178,7 +185,7 @@ class Engine:
         self.data = data
         self.cfg = cfg
         self.n = n
-        self.params = kernel_params(cfg)
+        self.params = kernel_params(cfg, data.bar_minutes)
         self.positions = np.asarray(cfg.positions, dtype=np.float64)
         self.state = fresh_state(cfg, n)
         self._fresh = fresh_state(cfg, 1)
@@ -214,8 +221,8 @@ class Engine:
         d = self.data
         K.step_accounts(self.state, target, self._zeros if d_sl is None else d_sl,
                         self._zeros if d_tp is None else d_tp, i, self.end, d.open, d.high,
-                        d.low, d.close, self.params, self.cfg.nudge, info, reward, truncated,
-                        dones, fills, count)
+                        d.low, d.close, d.day, d.funding, self.params, self.cfg.nudge, info,
+                        reward, truncated, dones, fills, count)
         self.t = i
         return info, reward, truncated, dones
 

@@ -32,7 +32,10 @@ from tradecore_lib.months import MINUTE_MS
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 REQUIRED_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
-NON_FEATURE_COLUMNS = frozenset({"ts", "open", "high", "low", "close", "volume", "trades"})
+FUNDING_COLUMN = "funding_rate_8h"
+NON_FEATURE_COLUMNS = frozenset({"ts", "open", "high", "low", "close", "volume", "trades",
+                                 FUNDING_COLUMN})
+DAY_MS = 86_400_000
 
 
 class FrameError(TradeCoreError, ValueError):
@@ -92,7 +95,10 @@ class MarketData:
             flattened window of decision bar ``t``.
         starts: (K,) int64 sorted decision bars where an episode may begin.
         episode_end: (T,) int64; for a start ``t0`` the last bar its episode may fill on.
-        open_l, high_l, low_l, close_l: the prices as Python lists (fast scalar access).
+        day: (T,) int64 UTC day of each bar (days since the epoch).
+        funding: (T,) float64 funding rate per 8 hours of each bar: the frame's
+            ``funding_rate_8h`` column (a venue's history), else the preset's constant.
+        bar_minutes: length of one bar, the median step of ``ts`` (minutes).
     """
 
     ts_ms: np.ndarray
@@ -105,10 +111,9 @@ class MarketData:
     windows: np.ndarray
     starts: np.ndarray
     episode_end: np.ndarray
-    open_l: list[float]
-    high_l: list[float]
-    low_l: list[float]
-    close_l: list[float]
+    day: np.ndarray
+    funding: np.ndarray
+    bar_minutes: float
 
     @property
     def n_columns(self) -> int:
@@ -169,11 +174,19 @@ class MarketData:
         flat = values.reshape(-1)
         windows = as_strided(flat, shape=(max(n_rows - w + 1, 0), w * n_cols),
                              strides=(n_cols * flat.itemsize, flat.itemsize), writeable=False)
+        if FUNDING_COLUMN in frame.columns:
+            funding = frame[FUNDING_COLUMN].to_numpy(dtype=np.float64, na_value=np.nan)
+            if not np.isfinite(funding).all():
+                raise FrameError(f"frame column {FUNDING_COLUMN!r} has a missing value at row "
+                                 f"{int(np.argmax(~np.isfinite(funding)))}")
+        else:
+            funding = np.full(len(ts), float(cfg.funding_rate_8h))
+        bar_minutes = float(np.median(np.diff(ts))) / MINUTE_MS if len(ts) > 1 else 1.0
         return cls(
             ts_ms=ts, open=o, high=h, low=lo, close=c,
             columns=(*PRICE_COLUMNS, "volume", *feats), values=values, windows=windows,
-            starts=starts, episode_end=episode_end,
-            open_l=o.tolist(), high_l=h.tolist(), low_l=lo.tolist(), close_l=c.tolist(),
+            starts=starts, episode_end=episode_end, day=ts // DAY_MS, funding=funding,
+            bar_minutes=bar_minutes,
         )
 
 

@@ -6,10 +6,12 @@ for the rules). Each step plays one bar: the action chosen after bar ``t`` close
 bar ``t + 1``'s open, the reward is computed at bar ``t + 1``'s close and the observation is
 the window ending at bar ``t + 1`` plus the account vector (:mod:`tradecore_lib.env.spaces`).
 
-``terminated`` is the RiskGuard's kill switch (drawdown >= ``max_drawdown`` or equity <= 0);
-``truncated`` is the end of the episode (``episode_length`` decisions, or the end of the data
-segment before the next gap longer than ``max_gap_minutes``). There is no auto-reset: call
-``reset()`` after either.
+``terminated``: a breach of the kill switch (drawdown >= ``max_drawdown`` or equity <= 0) or
+of a guardrail (``daily_loss_limit``, ``max_total_loss``) at a close, once the position has
+been closed at the next open (or at once when flat). ``truncated``: the end of the episode
+(``episode_length`` decisions, or the end of the data segment before the next gap longer than
+``max_gap_minutes``), where an open position is closed at the close, charged. There is no
+auto-reset: call ``reset()`` after either.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ from tradecore_lib.env.observation import MarketData
 from tradecore_lib.env.spaces import action_space, observation_space
 
 INFO_KEYS = (*INFO_ROWS, "bar")
-"""Keys of every step's info. Fees and money are quote currency, ``position_qty`` base
-currency, ``stop_distance``/``take_profit_distance``/``drawdown`` fractions (0.01 = 1 %),
-``target_position`` the signed target fraction in [-1, 1], ``risk_units`` the loss at the stop
-in units of ``risk_pct * equity``, ``bar`` the frame row just played."""
+"""Keys of every step's info. Fees, costs and money are quote currency for the bar just played
+(``exit_fee``: the forced closes, kill switch, guardrail or end; ``fees`` all of them;
+``borrow_cost`` / ``funding_cost`` the holding costs, funding negative when received),
+``position_qty`` base currency, ``stop_distance``/``take_profit_distance``/``drawdown``
+fractions (0.01 = 1 %; drawdown from the high-water mark), ``target_position`` the signed
+target fraction in [-1, 1], ``risk_units`` the loss at the stop in units of
+``risk_pct * equity``, ``kill_switch`` / ``guardrail`` 1.0 on the bar of a breach, ``halted``
+0 (trading), 1 (for good) or 2 (until the next UTC day), ``bar`` the frame row just played."""
 
 _ONLY = np.zeros(1, dtype=np.int64)  # the index array of the one account
 

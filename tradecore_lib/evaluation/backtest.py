@@ -1,27 +1,33 @@
 """Deterministic backtest: N policies walk one split in order, as N accounts of the one engine.
 
 :func:`run_policies` plays every policy over the same bars with the training env's rules
-(:mod:`tradecore_lib.env.kernels`; fees, slippage, stops, RiskGuard, kill switch). The split
-is walked once: from the frame's row ``decision_start`` to its end, through every data
-segment (a run of usable bars with no gap longer than ``max_gap_minutes``; the first
-``window`` bars of a segment only fill the observation window). Each account is one account
-for the whole split: its equity carries from one segment to the next. A position open at a
-segment's last bar is closed at that bar's close (a recorded fill of kind ``end``); after the
-kill switch the account is closed the same way (kind ``kill_switch``) and stays flat for the
-rest of the split.
+(:mod:`tradecore_lib.env.kernels`: fills at the next open, fees, slippage, stops, RiskGuard,
+holding costs, kill switch, guardrails). The split is walked once: from the frame's row
+``decision_start`` (the rows before it only warm the causal normalization and the
+observation window, so the first decision is at the split's first bar) to its end, through
+every data segment (a run of usable bars with no gap longer than ``max_gap_minutes``; after a
+gap, the first ``window`` bars only refill the observation window). Each account is one
+account for the whole split: equity and high-water mark carry from one segment to the next.
+A position open at a segment's last bar (before a gap, or the split's last bar) is closed at
+that bar's close with taker fee and slippage (fill kind ``end``). The kill switch closes the
+position at the next open (kind ``kill_switch``) and halts the account for the rest of the
+split; the guardrails (``guardrail``) halt it for the rest of the UTC day or for good.
 
 Policies (:data:`PolicySpec`):
 
 * :class:`Target`: a constant target, or a (T,) array of targets decided at each decision
-  row (precomputed: all such accounts walk the split in one kernel pass, no Python per bar);
+  row (e.g. a matched random policy's), traded under the preset's rules (RiskGuard sizing,
+  stops, kill switch); all such accounts walk the split in one kernel pass, no Python per bar;
+* :class:`BuyAndHold`: all the equity long at the split's first open (fee and slippage once),
+  held through gaps to the last close (fee and slippage once more); no stops, no kill switch;
 * an :class:`MlpPolicy` (the trained agent's network, :attr:`Agent.policy
   <tradecore_lib.evaluation.agent.Agent.policy>`): observed and decided bar by bar, in order
   (what it observes depends on its earlier decisions), inside the kernel;
 * any :class:`Predictor` (a Python callable), called once per bar with its observations.
 
 Rows: row ``k`` is decision bar ``rows[k]``: the account is marked at that bar's close after
-the bar's fills (from the decision of row ``k - 1``), then decides the target that fills at
-the next bar's open.
+the bar's fills and costs (from the decision of row ``k - 1``), then decides the target that
+fills at the next bar's open.
 """
 
 from __future__ import annotations
@@ -63,6 +69,14 @@ class Target:
 
 
 @dataclass(frozen=True)
+class BuyAndHold:
+    """The market's own return: one all-equity entry at the walk's first open, held to its
+    last close (see the module docstring). Its total return is
+    ``close[-1] * (1 - f) * (1 - s) / (open[0] * (1 + f) * (1 + s)) - 1`` with the taker fee
+    ``f`` and the slippage ``s`` (plus funding, for a perpetual future)."""
+
+
+@dataclass(frozen=True)
 class MlpPolicy:
     """A feed-forward policy network as arrays, decided inside the kernel
     (:func:`~tradecore_lib.env.kernels.walk_mlp`: no Python per bar).
@@ -91,7 +105,7 @@ class MlpPolicy:
     action_dims: tuple[int, ...]
 
 
-PolicySpec = Target | MlpPolicy | Predictor
+PolicySpec = Target | BuyAndHold | MlpPolicy | Predictor
 
 
 @dataclass(frozen=True)
@@ -217,19 +231,26 @@ def run_policies(frame: pd.DataFrame | MarketData,
     cfg = walk_config(env_config)
     walk = plan_walk(frame, cfg, decision_start)
     n_rows = len(walk.rows)
-    static = {name: spec for name, spec in policies.items() if isinstance(spec, Target)}
-    dynamic = {name: spec for name, spec in policies.items() if not isinstance(spec, Target)}
+    static = {name: spec for name, spec in policies.items()
+              if isinstance(spec, Target | BuyAndHold)}
+    dynamic = {name: spec for name, spec in policies.items() if name not in static}
     runs: dict[str, PolicyRun] = {}
     if static:
         targets = np.empty((len(static), n_rows))
+        mode = np.zeros(len(static), dtype=np.int8)
         for row, (name, spec) in enumerate(static.items()):
-            targets[row] = _target_path(name, spec, n_rows)
-        runs.update(_play(walk, cfg, list(static), targets, None))
+            if isinstance(spec, BuyAndHold):
+                targets[row] = 1.0
+                mode[row] = K.BUY_AND_HOLD
+            else:
+                targets[row] = _target_path(name, spec, n_rows)
+        runs.update(_play(walk, cfg, list(static), targets, None, mode))
     for name, predictor in dynamic.items():
         if isinstance(predictor, MlpPolicy):
             runs.update(_play_mlp(walk, cfg, name, predictor))
         else:
-            runs.update(_play(walk, cfg, [name], np.zeros((1, n_rows)), predictor))
+            runs.update(_play(walk, cfg, [name], np.zeros((1, n_rows)), predictor,
+                              np.zeros(1, dtype=np.int8)))
     return {name: runs[name] for name in policies}
 
 
@@ -245,54 +266,51 @@ def _target_path(name: str, spec: Target, n_rows: int) -> np.ndarray:
 
 
 def _play(walk: Walk, cfg: EnvConfig, names: list[str], targets: np.ndarray,
-          predictor: Predictor | None) -> dict[str, PolicyRun]:
-    """Walk ``len(names)`` accounts; with a ``predictor``, its decisions fill ``targets``
-    row by row (and the nudges, with nudge presets)."""
+          predictor: Predictor | None, mode: np.ndarray) -> dict[str, PolicyRun]:
+    """Walk ``len(names)`` accounts (``mode``: the kernel's account modes); with a
+    ``predictor``, its decisions fill ``targets`` row by row (and the nudges, with nudge
+    presets)."""
     data = walk.data
     n, n_rows = targets.shape
     state = fresh_state(cfg, n)
-    params = kernel_params(cfg, flatten_at_end=True)
     nudge = cfg.nudge and predictor is not None
     d_sl = np.zeros((n, n_rows if nudge else 0))
     d_tp = np.zeros_like(d_sl)
-    start_target = np.zeros(n)
+    # a buy-and-hold account enters at the first open: its "decision" precedes the walk
+    start_target = (mode == K.BUY_AND_HOLD).astype(np.float64)
     info = np.empty((len(K.INFO_ROWS), n))
     log = FillLog(capacity=64 * n)
     equity = np.empty((n, n_rows))
     qty = np.empty((n, n_rows))
     probs: list[np.ndarray] = []
-    args = (walk.rows, walk.seg_first, walk.seg_end)
-    prices = (data.open, data.high, data.low, data.close)
+    market = (walk.rows, walk.seg_first, walk.seg_end)
+    bars = (data.open, data.high, data.low, data.close, data.day, data.funding,
+            kernel_params(cfg, data.bar_minutes))
     if predictor is None:
         k = 0
         while k < n_rows:
             log.reserve(K.FILLS_PER_BAR * n * 1024)
-            k = K.walk_accounts(state, targets, d_sl, d_tp, start_target, *args, k, n_rows,
-                                *prices, params, False, info, log.buffer, log.count, equity,
-                                qty)
+            k = K.walk_accounts(state, targets, d_sl, d_tp, start_target, mode, *market, k,
+                                n_rows, *bars, False, info, log.buffer, log.count, equity, qty)
     else:
         positions = np.asarray(cfg.positions, dtype=np.float64)
         obs = np.empty((n, cfg.window * data.n_columns + cfg.account_size), dtype=np.float32)
         bar = np.empty(n, dtype=np.int64)
         accounts = np.arange(n, dtype=np.int64)
-        observe = (data.values, cfg.window, bar, accounts, cfg.nudge,
-                   float(cfg.time_scale_bars), float(cfg.obs_clip), obs)
-        simple = cfg.action_mode == "discrete" and not cfg.nudge
         for k in range(n_rows):
-            if k % 1024 == 0:
-                log.reserve(K.FILLS_PER_BAR * n * 1024)
-            K.walk_row_and_observe(state, targets, d_sl, d_tp, start_target, *args, k,
-                                   *prices, params, nudge, info, log.buffer, log.count, equity,
-                                   qty, *observe)
+            log.reserve(K.FILLS_PER_BAR * n)
+            K.walk_accounts(state, targets, d_sl, d_tp, start_target, mode, *market, k, k + 1,
+                            *bars, nudge, info, log.buffer, log.count, equity, qty)
+            bar[:] = walk.rows[k]
+            K.write_observations(data.values, cfg.window, bar, accounts, state, data.close,
+                                 cfg.nudge, float(cfg.time_scale_bars), float(cfg.obs_clip),
+                                 obs)
             actions, p = predictor(obs)
-            if simple:  # the common case, without decode_actions' generality (per bar)
-                targets[:, k] = positions[actions]
-            else:
-                target, a, b = decode_actions(cfg, positions, actions, n)
-                targets[:, k] = target
-                if nudge:
-                    d_sl[:, k] = a
-                    d_tp[:, k] = b
+            target, a, b = decode_actions(cfg, positions, actions, n)
+            targets[:, k] = target
+            if nudge:
+                d_sl[:, k] = a
+                d_tp[:, k] = b
             if p is not None:
                 probs.append(p)
     return _runs(walk, cfg, names, state, log, equity, qty, targets,
@@ -313,11 +331,10 @@ def _play_mlp(walk: Walk, cfg: EnvConfig, name: str, policy: MlpPolicy
     qty = np.empty((1, n_rows))
     discrete = len(policy.action_dims) > 0
     probs = np.zeros((n_rows, policy.action_dims[0] if discrete else 0))
-    K.walk_mlp(state, targets, d_sl, d_tp, np.zeros(1), walk.rows, walk.seg_first,
-               walk.seg_end, data.open, data.high, data.low, data.close,
-               kernel_params(cfg, flatten_at_end=True), cfg.nudge,
-               np.empty((len(K.INFO_ROWS), 1)), log.buffer, log.count, equity, qty,
-               data.values, cfg.window, float(cfg.time_scale_bars), float(cfg.obs_clip),
+    K.walk_mlp(state, targets, d_sl, d_tp, walk.rows, walk.seg_first, walk.seg_end,
+               data.open, data.high, data.low, data.close, data.day, data.funding,
+               kernel_params(cfg, data.bar_minutes), cfg.nudge, log.buffer, log.count, equity,
+               qty, data.values, cfg.window, float(cfg.time_scale_bars), float(cfg.obs_clip),
                np.asarray(cfg.positions, dtype=np.float64),
                np.asarray(policy.action_dims, dtype=np.int64),
                policy.obs_shift, policy.obs_scale, float(policy.obs_clip), policy.weights,
@@ -337,28 +354,32 @@ def _runs(walk: Walk, cfg: EnvConfig, names: list[str], state: np.ndarray, log: 
             name=name, ts_ms=walk.ts_ms, equity=equity[j], position=qty[j], target=targets[j],
             probs=None if probs is None else probs[j], fills=fills,
             initial_equity=float(cfg.initial_cash),
-            fees=float(np.sum(fills["fee"].to_numpy())), borrow_cost=0.0, funding_cost=0.0,
-            kill_switch_hits=int(state[K.HALTED, j]), guardrail_breaches=0,
-            trades=len(round_trip_pnls(fills)),
+            fees=float(np.sum(fills["fee"].to_numpy())),
+            borrow_cost=float(state[K.BORROW_PAID, j]),
+            funding_cost=float(state[K.FUNDING_PAID, j]),
+            kill_switch_hits=int(state[K.KILLS, j]),
+            guardrail_breaches=int(state[K.GUARDS, j]), trades=len(round_trip_pnls(fills)),
         )
     return runs
 
 
-def baseline_policies(env_config: EnvConfig | str | Mapping[str, Any], n_rows: int,
-                      seed: int) -> dict[str, PolicySpec]:
-    """Buy-and-hold (the largest long target every bar), always flat, and seeded random
-    targets (uniform over the discrete positions, or in [-1, 1]) for a walk of ``n_rows``
-    decision rows."""
+def baseline_policies(env_config: EnvConfig | str | Mapping[str, Any]
+                      ) -> dict[str, PolicySpec]:
+    """The baselines a quant recognises, next to which an agent is judged:
+
+    * ``buy_and_hold``: :class:`BuyAndHold`, the market itself;
+    * ``always_long_stops``: the preset's largest long target every bar, under its rules
+      (RiskGuard size, stop-loss and take-profit, re-entry at the next open after an exit,
+      kill switch);
+    * ``flat``: never in the market.
+
+    Matched random policies (:mod:`tradecore_lib.evaluation.stats`) come as :class:`Target`
+    arrays.
+    """
     cfg = walk_config(env_config)
-    rng = np.random.default_rng(seed)
-    if cfg.action_mode == "discrete":
-        long_target = max(cfg.positions)
-        random_path = np.asarray(cfg.positions)[rng.integers(len(cfg.positions), size=n_rows)]
-    else:
-        long_target = 1.0
-        random_path = rng.uniform(-1.0, 1.0, size=n_rows)
-    return {"buy_and_hold": Target(long_target), "flat": Target(0.0),
-            "random": Target(random_path)}
+    long_target = max(cfg.positions) if cfg.action_mode == "discrete" else 1.0
+    return {"buy_and_hold": BuyAndHold(), "always_long_stops": Target(long_target),
+            "flat": Target(0.0)}
 
 
 def round_trip_pnls(fills: pa.Table) -> list[float]:

@@ -2,6 +2,11 @@
 
 Every partition read is hashed from its stored bytes (the same sha256 the manifest records for
 candles), so a checkpoint's lineage names exactly the data it saw.
+
+An evaluation or signal frame is read with ``warmup=True``: the month before the first one
+comes first, so the env's causal normalization (``norm_window`` bars) and observation window
+are warm when the split begins, as training sees them, and the first decision is at the
+split's first bar (:attr:`MarketFrame.decision_start`, the row the backtest starts at).
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 import pyarrow as pa
 
+from tradecore_lib.errors import TradeCoreError
 from tradecore_lib.features import feature_key
 from tradecore_lib.lake import Lake, candle_key
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
 
 
-class MissingDataError(FileNotFoundError):
+class MissingDataError(TradeCoreError, FileNotFoundError):
     """A candle or feature partition a run needs is not in the lake."""
 
 
@@ -38,33 +44,59 @@ class PartitionUsed:
 
 @dataclass(frozen=True)
 class MarketFrame:
-    """Candles + features of some months, ready for ``make_env`` / ``make_vec_env``.
+    """Candles + features of some months, ready for ``make_env`` / ``make_vec_env`` and the
+    backtest.
 
     ``frame`` has ``ts`` (datetime64[ms, UTC]), OHLCV float64, ``trades``, the preset's float32
     feature columns and the boolean warm-up marker :data:`WARMUP_COLUMN`; one row per candle,
-    sorted by ``ts``.
+    sorted by ``ts``. With a warm-up month, its rows come first: ``decision_start`` is the
+    first row of the months asked for (0 without), ``partitions`` lists those months only and
+    ``warmup_partition`` the month read before them (None when it is not in the lake, e.g.
+    before the market's first month: the split then starts cold).
     """
 
     frame: pd.DataFrame
     partitions: list[PartitionUsed]
     feature_preset: str
+    decision_start: int = 0
+    warmup_partition: PartitionUsed | None = None
+
+    @property
+    def scored(self) -> pd.DataFrame:
+        """The rows of the months asked for (the warm-up month's left out)."""
+        return self.frame.iloc[self.decision_start:]
 
     @property
     def first_ts(self) -> pd.Timestamp:
-        return self.frame["ts"].iloc[0]
+        return self.frame["ts"].iloc[self.decision_start]
 
     @property
     def last_ts(self) -> pd.Timestamp:
         return self.frame["ts"].iloc[-1]
 
 
-def load_frame(lake: Lake, market: Market, months: list[Month], feature_preset: str) -> MarketFrame:
-    """Read and join ``months`` of candles and ``feature_preset`` features.
+def load_frame(lake: Lake, market: Market, months: list[Month], feature_preset: str,
+               warmup: bool = False) -> MarketFrame:
+    """Read and join ``months`` of candles and ``feature_preset`` features; with ``warmup``,
+    the month before them first when the lake has it (see the module docstring).
 
     Raises:
-        MissingDataError: naming every absent partition and what to materialize.
+        MissingDataError: naming every absent partition of ``months`` and what to materialize.
     """
     months = sorted(months)
+    data = _read(lake, market, months, feature_preset)
+    before = months[0].previous()
+    if not warmup or before < market.first_month or not (
+            lake.exists(candle_key(market, before))
+            and lake.exists(feature_key(feature_preset, market, before))):
+        return data
+    warm = _read(lake, market, [before], feature_preset)
+    frame = pd.concat([warm.frame, data.frame], ignore_index=True)
+    return MarketFrame(frame, data.partitions, feature_preset, len(warm.frame),
+                       warm.partitions[0])
+
+
+def _read(lake: Lake, market: Market, months: list[Month], feature_preset: str) -> MarketFrame:
     wanted = [(m, candle_key(market, m), feature_key(feature_preset, market, m)) for m in months]
     missing = [
         f"{asset}/{market.name} {month} ({lake.uri(key)})"
