@@ -7,20 +7,27 @@ An evaluation or signal frame is read with ``warmup=True``: the month before the
 comes first, so the env's causal normalization (``norm_window`` bars) and observation window
 are warm when the split begins, as training sees them, and the first decision is at the
 split's first bar (:attr:`MarketFrame.decision_start`, the row the backtest starts at).
+
+A market charging its venue's funding (``holding_costs.funding: venue``) gets the stored
+``<market>/funding`` periods as the engine's ``funding_rate_8h`` column, aligned to the
+frame's bars (:func:`tradecore_lib.sources.funding.funding_rate_8h_column`), and each month's
+funding file in its :class:`PartitionUsed`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 import pyarrow as pa
 
+from tradecore_lib.env.observation import FUNDING_COLUMN
 from tradecore_lib.errors import TradeCoreError
 from tradecore_lib.features import feature_key
 from tradecore_lib.lake import Lake, candle_key
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
+from tradecore_lib.sources.funding import funding_rate_8h_column
 
 
 class MissingDataError(TradeCoreError, FileNotFoundError):
@@ -29,7 +36,8 @@ class MissingDataError(TradeCoreError, FileNotFoundError):
 
 @dataclass(frozen=True)
 class PartitionUsed:
-    """One month read: lake keys, sha256 of the stored bytes, and rows in the joined frame."""
+    """One month read: lake keys, sha256 of the stored bytes, and rows in the joined frame;
+    the funding file too when the market charges its venue's funding."""
 
     month: str
     candles_key: str
@@ -37,9 +45,13 @@ class PartitionUsed:
     features_key: str
     features_sha256: str
     rows: int
+    funding_key: str | None = None
+    funding_sha256: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        # without funding, the entry keeps the fields it always had
+        return {k: v for k, v in asdict(self).items()
+                if self.funding_key is not None or not k.startswith("funding_")}
 
 
 @dataclass(frozen=True)
@@ -89,11 +101,29 @@ def load_frame(lake: Lake, market: Market, months: list[Month], feature_preset: 
     if not warmup or before < market.first_month or not (
             lake.exists(candle_key(market, before))
             and lake.exists(feature_key(feature_preset, market, before))):
-        return data
+        return _with_funding(lake, market, data)
     warm = _read(lake, market, [before], feature_preset)
     frame = pd.concat([warm.frame, data.frame], ignore_index=True)
-    return MarketFrame(frame, data.partitions, feature_preset, len(warm.frame),
-                       warm.partitions[0])
+    return _with_funding(lake, market, MarketFrame(frame, data.partitions, feature_preset,
+                                                   len(warm.frame), warm.partitions[0]))
+
+
+def _with_funding(lake: Lake, market: Market, data: MarketFrame) -> MarketFrame:
+    """``data`` with the venue's funding column when the market charges it (aligned on the
+    whole frame, so a period in a gap across a month boundary lands on the bar before it)."""
+    if not market.funding_from_venue:
+        return data
+    ts_ms = data.frame["ts"].dt.tz_convert(None).to_numpy(dtype="datetime64[ms]").view("int64")
+    column, files = funding_rate_8h_column(lake, market, ts_ms)
+    data.frame[FUNDING_COLUMN] = column
+
+    def with_file(used: PartitionUsed) -> PartitionUsed:
+        stored = files[Month.parse(used.month)]
+        return replace(used, funding_key=stored.key, funding_sha256=stored.sha256)
+
+    warm = data.warmup_partition
+    return replace(data, partitions=[with_file(p) for p in data.partitions],
+                   warmup_partition=with_file(warm) if warm is not None else None)
 
 
 def _read(lake: Lake, market: Market, months: list[Month], feature_preset: str) -> MarketFrame:

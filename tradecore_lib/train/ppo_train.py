@@ -42,7 +42,7 @@ from tradecore_lib.train.checkpoints import (
     RunStore,
     make_run_id,
 )
-from tradecore_lib.train.config import TrainConfig, load_train_config
+from tradecore_lib.train.config import TrainConfig, deep_merge, load_train_config
 from tradecore_lib.train.data import load_frame
 from tradecore_lib.train.launch import TrainRequest, parse_request, s3_options_from_env
 from tradecore_lib.train.reporting import (
@@ -69,7 +69,11 @@ def train(request: TrainRequest, report: Reporter) -> dict[str, Any]:
     """Run (or resume, or recognize as done) one training run; returns its result metadata."""
     # -- 1. what to train ------------------------------------------------------------------
     market = get_market(request.market)
-    cfg = load_train_config(request.preset, request.overrides)
+    # the market's holding costs (markets.yaml) replace its env preset's; the request's own
+    # overrides still win. They land in config.json, so evaluation and signals charge them too.
+    costs = market.holding_costs.env_overrides()
+    cfg = load_train_config(request.preset, deep_merge({"env_overrides": costs} if costs else {},
+                                                       request.overrides))
     lake = Lake(request.lake_root or default_lake_root(), s3_options_from_env(os.environ))
     feature_preset = cfg.data.feature_preset or market.feature_preset
 
