@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradecore_lib.evaluation.metrics import Trials
 from tradecore_lib.paths import data_dir
 from tradecore_lib.redaction import redact_url as redact
 from tradecore_lib.train.checkpoints import CONFIG, LINEAGE, METRICS, MODEL, VECNORMALIZE, RunStore
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 
 CHAMPION = "champion"
 RUN_TAG = "tradecore.run_id"
+MARKET_TAG = "market"
+# The metric :meth:`Tracker.log_evaluation` records that the deflated Sharpe ratio's trial
+# variance is computed from (the agent's annualized validation daily Sharpe).
+TRIAL_SHARPE_METRIC = "validation/agent/daily_sharpe"
 # Files of a finished run logged as artifacts (periodic checkpoints stay in the lake).
 ARTIFACTS = (MODEL, VECNORMALIZE, CONFIG, LINEAGE, METRICS)
 
@@ -137,7 +142,7 @@ class Tracker:
         from mlflow.entities import Metric, Param
 
         run = self.client.create_run(self.experiment_id(), run_name=store.run_id,
-                                     tags={RUN_TAG: store.run_id, "market": store.market,
+                                     tags={RUN_TAG: store.run_id, MARKET_TAG: store.market,
                                            **tags})
         mlflow_run_id = run.info.run_id
         params = [Param(k, v[:6000]) for k, v in flatten(store.read_json(CONFIG)).items()]
@@ -189,22 +194,43 @@ class Tracker:
             record = record.with_mlflow(fold.fold, ref)
         return record
 
+    def training_trials(self, market: str) -> Trials:
+        """Every training run of ``market`` recorded in this store (the trials a deflated
+        Sharpe ratio deflates for, whatever their preset), with the validation daily Sharpe
+        (:data:`TRIAL_SHARPE_METRIC`) of those already evaluated."""
+        count, sharpes, token = 0, [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id()],
+                                           f"tags.`{MARKET_TAG}` = '{market}'",
+                                           max_results=1000, page_token=token)
+            count += len(page)
+            sharpes += [run.data.metrics[TRIAL_SHARPE_METRIC] for run in page
+                        if TRIAL_SHARPE_METRIC in run.data.metrics]
+            token = page.token
+            if not token:
+                return Trials(count=count, sharpes=tuple(sharpes))
+
     def log_evaluation(self, summary: EvaluationSummary, files: list[Path]) -> None:
-        """Each fold's scores on its MLflow run (``<split>/<policy>/<metric>``), the gate's
-        verdict as tags, and ``files`` (summary, chart) on the newest fold's run."""
+        """Each fold's scores on its MLflow run (``<split>/<policy>/<metric>`` for the agent
+        and the baselines, ``<split>/agent/<statistic>`` for the agent's statistics; undefined
+        values are left out), the gate's verdict as tags, and ``files`` (summary, chart,
+        tearsheet) on the newest fold's run."""
         from mlflow.entities import Metric, RunTag
 
         runs = {fold.fold: fold.mlflow.run_id for fold in summary.run.folds if fold.mlflow}
         for fold in summary.folds:
             if fold.fold not in runs:
                 continue
-            metrics = [
-                Metric(f"{split}/{policy}/{key}", float(value), 0, 0)
-                for split, result in fold.splits.items()
-                for policy, scores in result.policies.items()
-                for key, value in scores.model_dump().items()
-                if isinstance(value, int | float)
-            ]
+            scores = [(f"{split}/{policy}", metrics.model_dump())
+                      for split, result in fold.splits.items()
+                      for policy, metrics in result.policies.items()]
+            for split, result in fold.splits.items():
+                scores += [(f"{split}/agent", result.agent.model_dump()),
+                           (f"{split}/agent/sharpe_vs_buy_and_hold",
+                            result.agent.sharpe_vs_buy_and_hold.model_dump())]
+            metrics = [Metric(f"{prefix}/{key}", float(value), 0, 0)
+                       for prefix, values in scores for key, value in values.items()
+                       if isinstance(value, int | float) and not isinstance(value, bool)]
             self.client.log_batch(runs[fold.fold], metrics=metrics)
         newest = runs.get(summary.run.newest.fold)
         if newest is None:

@@ -7,6 +7,8 @@ Runs go through ``dg.execute_job`` on a reconstructable job so they can be re-ex
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
@@ -24,10 +26,13 @@ RANGE = {
 }
 # cpu-smoke with a single rollout of 512 steps: what is tested is the hand-off, not learning.
 TINY = {"total_timesteps": 512, "checkpoint_every_steps": 512}
-# An eligible request whose gate every agent passes (the limits are the loosest allowed).
+# An eligible request with the loosest limits allowed: every agent that traded passes (the
+# random rule's limit is the lowest matched random Sharpe; an agent below all of them, or one
+# that never traded and so has no Sharpe interval, would still be refused).
 PERMISSIVE = {"eligible_for_promotion": True,
               "promotion": {"min_net_return": -1.0, "sharpe_margin_vs_buy_and_hold": -1e9,
-                            "max_kill_switch_hits": 10**6}}
+                            "random_percentile": 0.0, "max_kill_switch_hits": 10**6,
+                            "max_guardrail_breaches": 10**6}}
 
 
 def key(layer: str) -> dg.AssetKey:
@@ -97,10 +102,39 @@ def test_a_refused_gate_is_a_successful_run_that_skips_champion_and_signals(chai
 
     (gate,) = first.get_asset_check_evaluations()
     assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
-    assert gate.description.startswith("not eligible (preset 'cpu-smoke'")
+    assert gate.description.startswith("not eligible (smoke preset: 'cpu-smoke'")
+    rules = {row.data["rule"] for row in gate.metadata["rules"].value.records}
+    assert rules == {"net_return", "sharpe_vs_buy_and_hold", "random_percentile",
+                     "kill_switch_hits", "guardrail_breaches"}
     evaluation = materialized(first, "evaluation")
     assert evaluation["gate_passed"] is False and evaluation["gate"] == gate.description
     assert tracker.champion(MARKET.name) is None  # the alias did not move either
+
+
+def test_the_evaluation_shows_the_comparison_the_curves_and_the_tearsheet(chain, trained):
+    first, second = trained
+    evaluation = materialized(first, "evaluation")
+    rows = [record.data for record in evaluation["comparison"].records]
+    policies = ["agent", "buy_and_hold", "always_long_stops", "flat", "random (median)",
+                "random (p95)"]
+    assert [(r["split"], r["policy"]) for r in rows] == \
+        [(split, policy) for split in ("validation", "test") for policy in policies]
+    assert len(evaluation["agent_statistics"].records) == 2
+    assert evaluation["equity_curve"].startswith("![equity curves](data:image/png;base64,")
+    summary_path, tearsheet = Path(evaluation["eval_summary"]), Path(evaluation["tearsheet"])
+    assert tearsheet.parent == summary_path.parent
+    assert tearsheet.read_text().startswith("<!doctype html>")
+    summary = EvaluationSummary.from_json(summary_path.read_bytes())
+    validation, test = (summary.newest.splits[s] for s in ("validation", "test"))
+    # Each split is warmed up on the month before it and decided from its first minute on.
+    assert (validation.warmup.month, test.warmup.month) == ("2024-01", "2024-02")
+    assert validation.first_ts.startswith("2024-02-01T00:0")
+    assert validation.matched_random.policies == 100
+    # Every training run of the market recorded in MLflow is a trial of the deflated Sharpe.
+    later = EvaluationSummary.from_json(Path(materialized(second, "evaluation")[
+        "eval_summary"]).read_bytes())
+    assert (validation.agent.n_trials, later.newest.splits["validation"].agent.n_trials) == \
+        (1, 2)
 
 
 def test_records_are_stored_per_dagster_run_and_tag_mlflow(chain, trained):
@@ -124,7 +158,9 @@ def test_records_are_stored_per_dagster_run_and_tag_mlflow(chain, trained):
     assert run.data.tags[RUN_TAG] == second.run_id and run.data.params["ppo.n_steps"] == "128"
     assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "train/fps")] \
         == [512]
-    assert "validation/agent/sharpe" in run.data.metrics
+    assert {"validation/agent/total_return", "test/buy_and_hold/total_return",
+            "validation/agent/random_percentile", "validation/agent/n_trials"} <= \
+        set(run.data.metrics)
     version = tracker.client.get_model_version(model_name(MARKET.name),
                                                second.newest.mlflow.version)
     assert version.tags["tradecore.lineage_digest"] == second.newest.lineage_digest

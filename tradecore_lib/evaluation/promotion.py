@@ -2,56 +2,61 @@
 
 :func:`judge` turns an evaluation's validation scores into a :class:`Verdict`: one
 :class:`Rule` per limit and fold (value, limit, signed margin, passed) plus whether the preset
-may be promoted at all (``eligible_for_promotion``). The gate decides on validation only; the
-test split is scored and recorded, never judged. The verdict travels inside the typed
-evaluation summary; the Dagster check ``promotion_gate`` only reports it, and
-``champion/<market>`` acts on it.
+may be promoted at all (``eligible_for_promotion``). The gate decides on **validation only**:
+it reads nothing but each fold's ``validation`` split, so the test split, scored once and
+recorded, can never change a decision. The verdict travels inside the typed evaluation
+summary; the Dagster check ``promotion_gate`` only reports it, and ``<market>/champion`` acts
+on it.
 
-Rules judged (every fold must pass every rule):
+Rules judged (every fold must pass every rule; limits from
+:class:`~tradecore_lib.train.config.PromotionGate`):
 
 * ``net_return``: the agent's validation return after all costs > ``min_net_return``;
-* ``sharpe_vs_buy_and_hold``: the agent's annualized per-bar Sharpe minus buy-and-hold's >
-  ``sharpe_margin_vs_buy_and_hold`` (a point estimate: the bootstrap interval on daily returns
-  replaces it when daily metrics exist);
-* ``kill_switch_hits``: at most ``max_kill_switch_hits``;
-* ``beats_champion`` (``require_beats_champion``): when the current champion could be scored
-  on the same window, the agent's Sharpe must be above the champion's.
+* ``sharpe_vs_buy_and_hold``: the lower end of the paired stationary-bootstrap 95 % interval
+  of (agent daily Sharpe - true buy-and-hold daily Sharpe) > ``sharpe_margin_vs_buy_and_hold``
+  (undefined, e.g. for an agent that never traded: refused);
+* ``random_percentile``: the agent's daily Sharpe > the ``random_percentile``-th percentile
+  of the matched random policies' (same trades, holding times and long/short mix, placed at
+  random times), so timing, not turnover, must explain the result;
+* ``kill_switch_hits`` <= ``max_kill_switch_hits`` and ``guardrail_breaches`` <=
+  ``max_guardrail_breaches``;
+* ``beats_champion`` (``require_beats_champion``, when the current champion was scored on the
+  same window): the agent's daily Sharpe > the champion's.
 
-Settings whose metric the evaluation does not compute yet (``random_percentile``,
-``max_guardrail_breaches``) are listed in :attr:`Verdict.not_judged`, never silently passed.
+In comparisons an undefined Sharpe (no dispersion) counts as 0
+(:func:`~tradecore_lib.evaluation.metrics.comparable_sharpe`).
 
 :func:`promote` is the action: it points the MLflow ``champion`` alias at the newest fold's
-model version and returns the :class:`ChampionRecord`, the value of ``champion/<market>``. The
+model version and returns the :class:`ChampionRecord`, the value of ``<market>/champion``. The
 alias mirrors the asset; the record is what ``signals`` (and warm starts) read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, Self
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from tradecore_lib.errors import TradeCoreError
-from tradecore_lib.evaluation.metrics import PolicyMetrics
+from tradecore_lib.evaluation.metrics import comparable_sharpe
 from tradecore_lib.months import iso_utc, utc_now_ms
 from tradecore_lib.train.checkpoints import CONFIG, RunStore
 from tradecore_lib.train.config import PromotionGate, parse_train_config
 from tradecore_lib.train.record import FoldRun, MlflowRef, RecordModel, RunRecord
 
 if TYPE_CHECKING:
+    from tradecore_lib.evaluation.summary import FoldEvaluation, SplitResult
     from tradecore_lib.lake import Lake
     from tradecore_lib.tracking import Champion, Tracker
 
 # The split whose backtest the rules judge.
 DECIDING_SPLIT = "validation"
 # The baselines / rivals the rules compare with (policy names in a split's results).
+AGENT = "agent"
 BUY_AND_HOLD = "buy_and_hold"
 CHAMPION_POLICY = "champion"
-# PromotionGate settings no rule judges yet, with the metric each needs.
-NOT_JUDGED = {
-    "random_percentile": "matched random baselines",
-    "max_guardrail_breaches": "guardrail breach counts",
-}
 
 
 class PromotionError(TradeCoreError):
@@ -61,14 +66,15 @@ class PromotionError(TradeCoreError):
 class Rule(RecordModel):
     """One rule's outcome on one fold. ``margin`` is the signed distance from the limit,
     positive on the good side (-0.3: short by 0.3); "above" rules need margin > 0, "at most"
-    rules margin >= 0."""
+    rules margin >= 0. ``value`` and ``margin`` are None when the value is undefined (the
+    rule then fails)."""
 
     name: str
     fold: int = Field(ge=0)
     split: str
-    value: float
+    value: float | None
     limit: float
-    margin: float
+    margin: float | None
     passed: bool
     explanation: str
 
@@ -79,9 +85,6 @@ class Verdict(RecordModel):
     eligible: bool
     eligibility: str = Field(default="", description="Why not eligible, when not.")
     rules: tuple[Rule, ...] = ()
-    not_judged: tuple[str, ...] = Field(
-        default=(), description="Gate settings no rule judges yet (and what they need)."
-    )
     passed: bool
 
     @model_validator(mode="after")
@@ -100,27 +103,27 @@ class Verdict(RecordModel):
         return "refused: " + "; ".join(r.explanation for r in self.rules if not r.passed)
 
 
-def judge(folds: list[dict[str, PolicyMetrics]], gate: PromotionGate, *, eligible: bool,
+def judge(folds: Sequence[FoldEvaluation], gate: PromotionGate, *, eligible: bool,
           eligibility: str = "") -> Verdict:
-    """The gate's rules (see the module docstring) on each fold's validation scores.
-
-    ``folds[i]`` maps policy name (``agent``, ``buy_and_hold``, ``champion`` when it was
-    scored...) to fold i's metrics on :data:`DECIDING_SPLIT`.
-    """
-    rules = [rule for index, policies in enumerate(folds)
-             for rule in _fold_rules(index, len(folds), policies, gate)]
+    """The gate's rules (see the module docstring) on each fold's :data:`DECIDING_SPLIT`;
+    the other splits are not read."""
+    rules = [rule for fold in folds
+             for rule in _fold_rules(fold.fold, len(folds), fold.splits[DECIDING_SPLIT], gate)]
     passed = eligible and all(rule.passed for rule in rules)
-    not_judged = tuple(f"{name} (needs {what})" for name, what in NOT_JUDGED.items())
     return Verdict(eligible=eligible, eligibility=eligibility, rules=tuple(rules),
-                   not_judged=not_judged, passed=passed)
+                   passed=passed)
 
 
-def _rule(name: str, fold: int, value: float, limit: float, *, at_most: bool, what: str
-          ) -> Rule:
-    """``value`` strictly above ``limit``, or (``at_most``) not above it."""
+def _rule(name: str, fold: int, value: float | None, limit: float, *, at_most: bool, what: str,
+          undefined: str = "undefined") -> Rule:
+    """``value`` strictly above ``limit``, or (``at_most``) not above it; None fails."""
+    relation = "<=" if at_most else ">"
+    if value is None:
+        return Rule(name=name, fold=fold, split=DECIDING_SPLIT, value=None, limit=limit,
+                    margin=None, passed=False,
+                    explanation=f"{what} {undefined} (needs {relation} {limit:.4g}): fails")
     margin = limit - value if at_most else value - limit
     passed = margin >= 0 if at_most else margin > 0
-    relation = "<=" if at_most else ">"
     outcome = "passes" if passed else (f"fails (over by {-margin:.4g})" if at_most
                                        else f"fails (short by {-margin:.4g})")
     return Rule(name=name, fold=fold, split=DECIDING_SPLIT, value=value, limit=limit,
@@ -128,24 +131,46 @@ def _rule(name: str, fold: int, value: float, limit: float, *, at_most: bool, wh
                 explanation=f"{what} {value:.4g} {relation} {limit:.4g}: {outcome}")
 
 
-def _fold_rules(fold: int, count: int, policies: dict[str, PolicyMetrics],
-                gate: PromotionGate) -> list[Rule]:
-    agent, hold = policies["agent"], policies[BUY_AND_HOLD]
+def random_limit(split: SplitResult, percentile: float) -> float:
+    """The ``percentile``-th percentile (linear interpolation) of the matched random
+    policies' daily Sharpes on ``split`` (undefined ones count as 0)."""
+    sharpes = [comparable_sharpe(s) for s in split.matched_random.daily_sharpes]
+    return float(np.percentile(sharpes, percentile)) if sharpes else 0.0
+
+
+def _fold_rules(fold: int, count: int, split: SplitResult, gate: PromotionGate) -> list[Rule]:
+    agent, hold = split.policies[AGENT], split.policies[BUY_AND_HOLD]
     where = DECIDING_SPLIT if count == 1 else f"fold {fold + 1}/{count} {DECIDING_SPLIT}"
+    sharpe = comparable_sharpe(agent.daily_sharpe)
+    diff = split.agent.sharpe_vs_buy_and_hold
+    random = split.matched_random
     rules = [
         _rule("net_return", fold, agent.total_return, gate.min_net_return, at_most=False,
               what=f"{where} net return"),
-        _rule("sharpe_vs_buy_and_hold", fold, agent.sharpe - hold.sharpe,
-              gate.sharpe_margin_vs_buy_and_hold, at_most=False,
-              what=f"{where} Sharpe {agent.sharpe:.3f} minus buy-and-hold's {hold.sharpe:.3f} ="),
+        _rule("sharpe_vs_buy_and_hold", fold, diff.low, gate.sharpe_margin_vs_buy_and_hold,
+              at_most=False, undefined="undefined (the agent's daily returns do not vary)",
+              what=f"{where} daily Sharpe {_num(agent.daily_sharpe)} minus buy-and-hold's "
+              f"{_num(hold.daily_sharpe)}: {100 * diff.level:.0f} % bootstrap lower bound"),
+        _rule("random_percentile", fold, sharpe, random_limit(split, gate.random_percentile),
+              at_most=False,
+              what=f"{where} daily Sharpe (percentile {split.agent.random_percentile:.1f}, p = "
+              f"{split.agent.random_p_value:.3f} among {random.policies} matched random; "
+              f"limit: their {gate.random_percentile:g}th percentile)"),
         _rule("kill_switch_hits", fold, agent.kill_switch_hits, gate.max_kill_switch_hits,
               at_most=True, what=f"{where} kill-switch hits"),
+        _rule("guardrail_breaches", fold, agent.guardrail_breaches, gate.max_guardrail_breaches,
+              at_most=True, what=f"{where} guardrail breaches"),
     ]
-    champion = policies.get(CHAMPION_POLICY)
+    champion = split.policies.get(CHAMPION_POLICY)
     if gate.require_beats_champion and champion is not None:
-        rules.append(_rule("beats_champion", fold, agent.sharpe, champion.sharpe,
-                           at_most=False, what=f"{where} Sharpe vs the champion's"))
+        rules.append(_rule("beats_champion", fold, sharpe,
+                           comparable_sharpe(champion.daily_sharpe), at_most=False,
+                           what=f"{where} daily Sharpe vs the champion's on the same window"))
     return rules
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 class ChampionRecord(RecordModel):

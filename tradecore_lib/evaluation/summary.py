@@ -1,10 +1,17 @@
-"""The typed evaluation summary: the value of ``evaluation/<market>`` and ``eval_summary.json``.
+"""The typed evaluation summary: the value of ``<market>/evaluation`` and ``eval_summary.json``.
 
 An :class:`EvaluationSummary` holds the run record it judged, per fold and split the data read
-(months, partition checksums) and every policy's :class:`PolicyMetrics`, the champion it was
-compared with, and the gate's :class:`~tradecore_lib.evaluation.promotion.Verdict`. It is
-produced by :func:`tradecore_lib.evaluation.evaluate.evaluate_record`; this module imports no
-engine, so readers (the Dagster layer, notebooks) load it cheaply.
+(months, partition checksums, the month before that only warmed the normalization), every
+policy's :class:`~tradecore_lib.evaluation.metrics.PolicyMetrics`, the matched random
+population, the agent's statistics, the champion it was compared with, with several folds the
+folds chained (``overall``), and the gate's
+:class:`~tradecore_lib.evaluation.promotion.Verdict`. It is produced by
+:func:`tradecore_lib.evaluation.evaluate.evaluate_record`; this module imports no engine, so
+readers (the Dagster layer, notebooks) load it cheaply.
+
+:meth:`EvaluationSummary.rows` is the comparison table users read (rounded, matched random
+as its median and 95th-percentile rows), :meth:`EvaluationSummary.agent_rows` the agent's
+statistics, :func:`summary_table` the same comparison as fixed-width text.
 """
 
 from __future__ import annotations
@@ -13,16 +20,21 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tradecore_lib.evaluation.metrics import PolicyMetrics
+from tradecore_lib.evaluation.metrics import AgentStatistics, MatchedRandom, PolicyMetrics
 from tradecore_lib.evaluation.promotion import Verdict
 from tradecore_lib.train.config import PromotionGate
 from tradecore_lib.train.record import RecordModel, RunRecord
 
 SPLITS = ("validation", "test")
+RANDOM_MEDIAN = "random (median)"
+RANDOM_P95 = "random (p95)"
+# Policies shown first in the comparison, in this order; others (champion, oracle) follow.
+LEADING = ("agent", "buy_and_hold", "always_long_stops", "flat")
+OVERALL = "all"
 
 
 class PartitionRef(RecordModel):
-    """One month scored: sha256 of the candle and feature partitions read, rows played."""
+    """One month read: sha256 of the candle and feature partitions, rows in the frame."""
 
     month: str
     candles_sha256: str
@@ -34,11 +46,17 @@ class SplitResult(RecordModel):
     """One split of one fold: its data and every policy's metrics."""
 
     months: tuple[str, ...]
-    first_ts: str
-    last_ts: str
+    first_ts: str = Field(description="open time of the first decision bar, UTC")
+    last_ts: str = Field(description="open time of the last bar, UTC")
+    warmup: PartitionRef | None = Field(
+        default=None, description="The month before the split, read only to warm the causal "
+        "normalization and the observation window (no decision on it); None: the split "
+        "starts cold (no earlier month in the lake).")
     market_return: float = Field(description="last close / first open - 1 over the split")
     partitions: tuple[PartitionRef, ...]
     policies: dict[str, PolicyMetrics]
+    matched_random: MatchedRandom
+    agent: AgentStatistics
 
 
 class FoldEvaluation(RecordModel):
@@ -47,6 +65,14 @@ class FoldEvaluation(RecordModel):
     fold: int
     run_id: str
     splits: dict[str, SplitResult]
+
+
+class OverallSplit(RecordModel):
+    """One split over all folds, chained oldest first (equity carried from fold to fold)."""
+
+    months: tuple[str, ...]
+    policies: dict[str, PolicyMetrics]
+    matched_random: MatchedRandom
 
 
 class ChampionScored(RecordModel):
@@ -60,9 +86,9 @@ class ChampionScored(RecordModel):
 
 
 class EvaluationSummary(RecordModel):
-    """The value of ``evaluation/<market>`` and the content of ``eval_summary.json``."""
+    """The value of ``<market>/evaluation`` and the content of ``eval_summary.json``."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     market: str
     run: RunRecord = Field(description="The run record evaluated (from ppo_agent).")
     dagster_run_id: str | None = Field(description="The Dagster run of this evaluation.")
@@ -71,6 +97,9 @@ class EvaluationSummary(RecordModel):
     promotion: PromotionGate
     champion: ChampionScored | None = None
     folds: tuple[FoldEvaluation, ...]
+    overall: dict[str, OverallSplit] = Field(
+        default_factory=dict, description="With several folds: each split over all folds "
+        "(splits whose folds overlap in time are left out). Empty with one fold.")
     verdict: Verdict
     generated_at: str
 
@@ -79,38 +108,118 @@ class EvaluationSummary(RecordModel):
         return self.folds[-1]
 
     def rows(self) -> list[dict[str, Any]]:
-        """One flat row per fold, split and policy: the comparison table."""
+        """The comparison table: one rounded row per fold, split and policy (with several
+        folds, then the ``all`` rows), matched random as its median and p95 rows."""
         many = len(self.folds) > 1
-        return [
-            {**({"fold": f.fold + 1} if many else {}), "split": split, "policy": policy,
-             **metrics.model_dump()}
-            for f in self.folds
-            for split, result in f.splits.items()
-            for policy, metrics in result.policies.items()
-        ]
+        sections = [(str(f.fold + 1), split, r.policies, r.matched_random)
+                    for f in self.folds for split, r in f.splits.items()]
+        sections += [(OVERALL, split, o.policies, o.matched_random)
+                     for split, o in self.overall.items()]
+        return [{**({"fold": fold} if many else {}), "split": split, **metric_row(name, m)}
+                for fold, split, policies, random in sections
+                for name, m in _ordered(policies, random)]
+
+    def agent_rows(self) -> list[dict[str, Any]]:
+        """The agent's statistics, one rounded row per fold and split."""
+        many = len(self.folds) > 1
+        return [{**({"fold": str(f.fold + 1)} if many else {}), "split": split,
+                 **agent_row(r.agent)}
+                for f in self.folds for split, r in f.splits.items()]
+
+
+def _ordered(policies: dict[str, PolicyMetrics], random: MatchedRandom
+             ) -> list[tuple[str, PolicyMetrics]]:
+    leading = [(name, policies[name]) for name in LEADING if name in policies]
+    rest = [(name, m) for name, m in policies.items() if name not in LEADING]
+    return [*leading, (RANDOM_MEDIAN, random.median), (RANDOM_P95, random.p95), *rest]
+
+
+def _round(value: float | None, digits: int, scale: float = 1.0) -> float | None:
+    return None if value is None else round(scale * value, digits)
+
+
+def metric_row(policy: str, m: PolicyMetrics) -> dict[str, Any]:
+    """One policy's metrics as a rounded table row (percentages in percent)."""
+    return {
+        "policy": policy,
+        "return_pct": _round(m.total_return, 2, 100.0),
+        "daily_sharpe": _round(m.daily_sharpe, 2),
+        "sharpe_95_low": _round(m.daily_sharpe_low, 2),
+        "sharpe_95_high": _round(m.daily_sharpe_high, 2),
+        "bar_sharpe": _round(m.bar_sharpe, 2),
+        "sortino": _round(m.sortino, 2),
+        "max_dd_pct": _round(m.max_drawdown, 2, 100.0),
+        "exposure_pct": _round(m.exposure, 1, 100.0),
+        "trades": m.trades,
+        "win_pct": _round(m.win_rate, 1, 100.0),
+        "turnover": _round(m.turnover, 1),
+        "fees": _round(m.fees, 2),
+        "borrow": _round(m.borrow_cost, 2),
+        "funding": _round(m.funding_cost, 2),
+        "kill_switch": m.kill_switch_hits,
+        "guardrail": m.guardrail_breaches,
+    }
+
+
+# Descriptions of the comparison table's columns (shown on the UI's column headers).
+ROW_DESCRIPTIONS = {
+    "fold": "walk-forward fold (1 = oldest; all = the folds chained)",
+    "split": "validation (judged) or test (recorded, never judged)",
+    "policy": "agent, baselines, matched random (median / 95th percentile of each column), "
+              "champion, oracle (control markets)",
+    "return_pct": "net total return after fees, slippage and holding costs, %",
+    "daily_sharpe": "annualized Sharpe of UTC daily returns (sqrt 365)",
+    "sharpe_95_low": "stationary-bootstrap 95 % interval of the daily Sharpe, low end",
+    "sharpe_95_high": "stationary-bootstrap 95 % interval of the daily Sharpe, high end",
+    "bar_sharpe": "annualized Sharpe of per-bar returns",
+    "sortino": "annualized Sortino of daily returns",
+    "max_dd_pct": "maximum drawdown of equity, %",
+    "exposure_pct": "share of bars with an open position, %",
+    "trades": "round trips",
+    "win_pct": "round trips with a positive net PnL, %",
+    "turnover": "traded notional / mean equity",
+    "fees": "fees paid, quote currency",
+    "borrow": "borrow paid on spot shorts, quote currency",
+    "funding": "funding paid on perpetual futures, quote currency",
+    "kill_switch": "kill-switch hits",
+    "guardrail": "daily / total loss guardrail breaches",
+}
+
+
+def agent_row(a: AgentStatistics) -> dict[str, Any]:
+    """The agent's statistics on one split as a rounded table row."""
+    diff = a.sharpe_vs_buy_and_hold
+    return {
+        "psr": _round(a.psr, 3),
+        "dsr": _round(a.dsr, 3),
+        "n_trials": a.n_trials,
+        "random_percentile": _round(a.random_percentile, 1),
+        "random_p_value": _round(a.random_p_value, 3),
+        "sharpe_minus_buy_and_hold": _round(diff.estimate, 2),
+        "difference_95_low": _round(diff.low, 2),
+        "recovery": _round(a.recovery, 3),
+    }
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
-    """The comparison as a fixed-width text table (for logs and the demo)."""
+    """The comparison rows (:meth:`EvaluationSummary.rows`) as a fixed-width text table."""
     fold = "fold" in (rows[0] if rows else {})
-    header = ((f"{'fold':>4} " if fold else "")
-              + f"{'split':10} {'policy':18} {'return':>8} {'sharpe':>8} {'sortino':>8} "
-              f"{'max_dd':>7} {'turnover':>9} {'fees':>9} {'trades':>7} {'win':>6} {'expo':>6}")
+    columns = [("split", 10, "s"), ("policy", 18, "s"), ("return_pct", 8, ".2f"),
+               ("daily_sharpe", 7, ".2f"), ("sharpe_95_low", 7, ".2f"),
+               ("sharpe_95_high", 7, ".2f"), ("max_dd_pct", 7, ".2f"), ("exposure_pct", 6, ".1f"),
+               ("trades", 7, "d"), ("fees", 9, ".2f"), ("kill_switch", 5, "d")]
+    titles = {"return_pct": "ret %", "daily_sharpe": "sharpe", "sharpe_95_low": "ci_lo",
+              "sharpe_95_high": "ci_hi", "max_dd_pct": "mdd %", "exposure_pct": "expo%",
+              "kill_switch": "kill"}
+    if fold:
+        columns.insert(0, ("fold", 4, "s"))
+
+    def cell(value: Any, width: int, spec: str) -> str:
+        text = "n/a" if value is None else format(value, spec)
+        return f"{text:{width}}" if spec == "s" else f"{text:>{width}}"
+
+    header = " ".join(cell(titles.get(name, name), w, "s") if spec == "s" else
+                      f"{titles.get(name, name):>{w}}" for name, w, spec in columns)
     lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            (f"{r['fold']:>4} " if fold else "")
-            + f"{r['split']:10} {r['policy']:18} {100 * r['total_return']:7.2f}% "
-            f"{r['sharpe']:8.2f} {_num(r['sortino']):>8} {100 * r['max_drawdown']:6.2f}% "
-            f"{r['turnover']:9.1f} {r['fees']:9.2f} {r['trades']:7d} "
-            f"{_pct(r['win_rate']):>6} {100 * r['exposure']:5.1f}%"
-        )
+    lines += [" ".join(cell(r[name], w, spec) for name, w, spec in columns) for r in rows]
     return "\n".join(lines)
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"

@@ -104,7 +104,8 @@ class RunRecord(RecordModel):
     preset: str = Field(description="Training preset the run(s) resolved from.")
     eligible: bool = Field(description="Whether this preset may be promoted at all.")
     eligibility: str = Field(
-        default="", description="Why not, when not eligible (e.g. 'smoke preset')."
+        default="", description="Why not, when not eligible ('smoke preset: ...'; the gate's "
+        "verdict then reads 'not eligible (smoke preset: ...)')."
     )
     promotion: PromotionGate = Field(
         description="The gate's limits this record is judged by (from the same request, so "
@@ -121,7 +122,8 @@ class RunRecord(RecordModel):
            folds: list[FoldRun]) -> RunRecord:
         """The record of ``folds`` trained from ``cfg`` (eligibility and gate limits from it)."""
         why = "" if cfg.eligible_for_promotion else (
-            f"preset {cfg.name!r} is a plumbing preset: eligible_for_promotion is false")
+            f"smoke preset: {cfg.name!r} sets eligible_for_promotion to false, its agents "
+            "are never promoted")
         return cls(market=market, preset=cfg.name, eligible=cfg.eligible_for_promotion,
                    eligibility=why, promotion=cfg.promotion, dagster_run_id=dagster_run_id,
                    folds=tuple(folds))
