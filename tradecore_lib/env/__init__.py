@@ -16,29 +16,36 @@ in :mod:`tradecore_lib.env.kernels`, once; both envs and the evaluation backtest
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from tradecore_lib.env.config import EnvConfig, available_env_presets, load_env_config
-from tradecore_lib.env.engine import Engine, FillLog
-from tradecore_lib.env.kernels import FILL_KINDS
-from tradecore_lib.env.observation import FrameError, MarketData
-from tradecore_lib.env.trading_env import INFO_KEYS, TradingEnv
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from tradecore_lib.env.engine import Engine, FillLog
+    from tradecore_lib.env.kernels import FILL_KINDS
+    from tradecore_lib.env.observation import FrameError, MarketData
+    from tradecore_lib.env.trading_env import INFO_KEYS, TradingEnv
     from tradecore_lib.env.vec_env import TradeVecEnv
+
+# Loaded on first use: validating env presets (tradecore_lib.env.config) when the code location
+# loads must not import numba (the kernels, ~0.3 s) nor SB3 and torch (TradeVecEnv).
+_LAZY = {
+    "Engine": "engine", "FillLog": "engine", "FILL_KINDS": "kernels", "FrameError": "observation",
+    "MarketData": "observation", "INFO_KEYS": "trading_env", "TradingEnv": "trading_env",
+    "TradeVecEnv": "vec_env",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # TradeVecEnv is an SB3 VecEnv (imports torch): loaded on first use, so that validating env
-    # presets (tradecore_lib.env.config) when the code location loads stays light.
-    if name == "TradeVecEnv":
-        from tradecore_lib.env.vec_env import TradeVecEnv
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
-        return TradeVecEnv
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 Preset = str | Mapping[str, Any] | EnvConfig
 
@@ -57,6 +64,8 @@ def make_env(frame: pd.DataFrame | MarketData, preset: Preset = "default",
     (``env.reset(seed=seed)``) so its start draws are fixed, and the next ``reset()`` without a
     seed continues them.
     """
+    from tradecore_lib.env.trading_env import TradingEnv
+
     env = TradingEnv(frame, preset, record_fills)
     if seed is not None:
         env.reset(seed=seed)
