@@ -61,7 +61,7 @@ def test_a_bad_value_in_a_preset_file_names_the_preset_and_the_field(tmp_path, m
 
 
 def test_unknown_preset_lists_the_available_ones():
-    with pytest.raises(ConfigError, match="Available: continuous, default"):
+    with pytest.raises(ConfigError, match="Available: .*default, extended, nudge"):
         load_env_config("no-such-preset")
 
 

@@ -112,20 +112,17 @@ class FillLog:
 def decode_actions(cfg: EnvConfig, positions: np.ndarray, actions: Any, n: int
                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """(n,) float64 target fractions and the stop-loss / take-profit nudges (in steps; None
-    without nudge) of ``n`` env actions (see :mod:`tradecore_lib.env.spaces`)."""
+    without nudge) of ``n`` env actions (:func:`~kernels.decode_actions`)."""
     if cfg.action_mode == "discrete":
-        act = np.asarray(actions).reshape(n, -1)
-        target = positions[act[:, 0].astype(np.int64)]
-        if not cfg.nudge:
-            return target, None, None
-        return (target, (act[:, 1].astype(np.int64) - 1).astype(np.float64),
-                (act[:, 2].astype(np.int64) - 1).astype(np.float64))
-    act = np.asarray(actions, dtype=np.float32).reshape(n, -1)
-    # transposed copy: each column becomes a contiguous (n,) row
-    act = np.clip(act.astype(np.float64), -1.0, 1.0).T.copy()
-    if not cfg.nudge:
-        return act[0], None, None
-    return act[0], act[1], act[2]
+        act = np.asarray(actions).reshape(n, -1).astype(np.float64)
+    else:  # as the env's float32 Box hands them over
+        act = np.asarray(actions, dtype=np.float32).reshape(n, -1).astype(np.float64)
+    target = np.empty(n)
+    d_sl = np.empty(n) if cfg.nudge else None
+    d_tp = np.empty(n) if cfg.nudge else None
+    K.decode_actions(act, cfg.action_mode == "discrete", cfg.nudge, positions, target,
+                     target if d_sl is None else d_sl, target if d_tp is None else d_tp)
+    return target, d_sl, d_tp
 
 
 class StartDraws:

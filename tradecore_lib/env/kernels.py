@@ -470,6 +470,31 @@ def walk_accounts(state: np.ndarray, targets: np.ndarray, d_sl: np.ndarray, d_tp
 
 
 @njit(cache=True)
+def decode_actions(actions: np.ndarray, discrete: bool, nudge: bool, positions: np.ndarray,
+                   target: np.ndarray, d_sl: np.ndarray, d_tp: np.ndarray) -> None:
+    """Env actions (n, 1 or 3) float64 to target fractions and stop / take-profit nudges (in
+    steps), see :mod:`tradecore_lib.env.spaces`: discrete, an index into ``positions`` (and
+    nudge choices 0/1/2 = tighten/keep/loosen); continuous, the target and nudges clipped to
+    [-1, 1]. Fills ``target``, and ``d_sl`` / ``d_tp`` with nudge."""
+    for j in range(actions.shape[0]):
+        if discrete:
+            index = int(actions[j, 0])
+            if not 0 <= index < positions.shape[0]:
+                raise ValueError("a discrete action is not an index into the preset's positions")
+            target[j] = positions[index]
+            if nudge:
+                if not (0 <= actions[j, 1] <= 2 and 0 <= actions[j, 2] <= 2):
+                    raise ValueError("a nudge action is not 0 (tighten), 1 (keep) or 2 (loosen)")
+                d_sl[j] = int(actions[j, 1]) - 1.0
+                d_tp[j] = int(actions[j, 2]) - 1.0
+        else:
+            target[j] = _min(_max(actions[j, 0], -1.0), 1.0)
+            if nudge:
+                d_sl[j] = _min(_max(actions[j, 1], -1.0), 1.0)
+                d_tp[j] = _min(_max(actions[j, 2], -1.0), 1.0)
+
+
+@njit(cache=True)
 def _forward(x: np.ndarray, weights: tuple, biases: tuple, relu: bool, head_w: np.ndarray,
              head_b: np.ndarray, buf_a: np.ndarray, buf_b: np.ndarray, out: np.ndarray) -> None:
     """``out = head(act(... act(x @ W0 + b0) ...))`` in float32, ``x`` copied into ``buf_a``
@@ -550,6 +575,10 @@ def walk_mlp(state: np.ndarray, targets: np.ndarray, d_sl: np.ndarray, d_tp: np.
     mode = np.zeros(1, dtype=np.int8)
     info = np.empty((len(INFO_ROWS), 1))
     n_first = head_sizes[0] if head_sizes.shape[0] > 0 else 0
+    action = np.zeros((1, 3 if nudge else 1))
+    decided = np.empty(1)
+    a = np.zeros(1)
+    b = np.zeros(1)
     for k in range(n_rows):
         walk_accounts(state, targets, d_sl, d_tp, start_target, mode, rows, seg_first, seg_end,
                       k, k + 1, opens, highs, lows, closes, day, funding, p, nudge, info,
@@ -561,11 +590,11 @@ def walk_mlp(state: np.ndarray, targets: np.ndarray, d_sl: np.ndarray, d_tp: np.
             z = (np.float64(obs[0, d]) - obs_shift[d]) / obs_scale[d]
             x[d] = np.float32(min(max(z, -obs_clip), obs_clip))
         _forward(x, weights, biases, relu, head_w, head_b, buf_a, buf_b, out)
-        if n_first > 0:
-            targets[0, k] = positions[_argmax(out, 0, n_first)]
-            if nudge:
-                d_sl[0, k] = _argmax(out, n_first, n_first + 3) - 1.0
-                d_tp[0, k] = _argmax(out, n_first + 3, n_first + 6) - 1.0
+        if n_first > 0:  # the mode of each head, as SB3's deterministic action
+            start = 0
+            for h in range(head_sizes.shape[0]):
+                action[0, h] = _argmax(out, start, start + head_sizes[h])
+                start += head_sizes[h]
             top = out[_argmax(out, 0, n_first)]
             total = np.float32(0.0)
             for i in range(n_first):
@@ -573,10 +602,13 @@ def walk_mlp(state: np.ndarray, targets: np.ndarray, d_sl: np.ndarray, d_tp: np.
             for i in range(n_first):
                 probs_out[k, i] = np.exp(out[i] - top) / total
         else:
-            targets[0, k] = min(max(np.float64(out[0]), -1.0), 1.0)
-            if nudge:
-                d_sl[0, k] = min(max(np.float64(out[1]), -1.0), 1.0)
-                d_tp[0, k] = min(max(np.float64(out[2]), -1.0), 1.0)
+            for h in range(action.shape[1]):
+                action[0, h] = out[h]
+        decode_actions(action, n_first > 0, nudge, positions, decided, a, b)
+        targets[0, k] = decided[0]
+        if nudge:
+            d_sl[0, k] = a[0]
+            d_tp[0, k] = b[0]
 
 
 @njit(cache=True)
