@@ -140,7 +140,8 @@ def pandas_full(frame: pd.DataFrame) -> pd.DataFrame:
     out["bb_20_bandwidth"] = 4 * std / middle
     line = c.ewm(span=12, adjust=False).mean() - c.ewm(span=26, adjust=False).mean()
     signal = line.ewm(span=9, adjust=False).mean()
-    out["macd_line"], out["macd_signal"], out["macd_hist"] = line / c, signal / c, (line - signal) / c
+    out["macd_line"], out["macd_signal"] = line / c, signal / c
+    out["macd_hist"] = (line - signal) / c
     for n in (20, 60, 240):
         out[f"sma_{n}_ratio"] = c / c.rolling(n).mean() - 1.0
     for n in (12, 60, 240):

@@ -113,7 +113,8 @@ def test_a_misspelt_env_preset_in_a_training_preset_says_what_was_meant(configs:
     message = _load_error(configs)
     assert f"market '{SYNTHETIC}': training preset 'cpu-smoke' ({train_file})" in message
     assert "env_preset 'defualt' names no preset in" in message
-    assert "did you mean 'default'?" in message and "Available: continuous, control, default" in message
+    assert "did you mean 'default'?" in message
+    assert "Available: continuous, control, default" in message
 
 
 def test_a_typo_in_a_required_training_field_names_the_key_and_the_missing_field(

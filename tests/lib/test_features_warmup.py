@@ -47,7 +47,8 @@ def assert_float32_close(actual: np.ndarray, expected: np.ndarray, what: str) ->
 
 @pytest.fixture(scope="module")
 def feb_full() -> pa.Table:
-    return compute_features(month(2024, 2), load_feature_preset("full"), history=month(2024, 1)).table
+    preset = load_feature_preset("full")
+    return compute_features(month(2024, 2), preset, history=month(2024, 1)).table
 
 
 def test_month_with_previous_month_equals_longer_continuous_series(feb_full: pa.Table) -> None:

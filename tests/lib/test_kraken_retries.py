@@ -42,7 +42,8 @@ def test_a_permanent_outage_stops_at_the_elapsed_budget(make_kraken):
     with pytest.raises(KrakenUnavailableError) as failure:
         client.call("kraken_spot_btc_usd 2024-03: Trades", client.exchange.fetch_trades,
                     "BTC/USD")
-    assert clock.now == pytest.approx(KrakenOptions().retry_budget_s)  # the last wait is cut to the budget
+    # the last wait is cut to the budget
+    assert clock.now == pytest.approx(KrakenOptions().retry_budget_s)
     attempts = len(clock.sleeps) + 1
     assert server.fake.requests["/0/public/Trades"] == attempts < 10_000
     message = str(failure.value)

@@ -182,9 +182,10 @@ class KrakenClient:
                 if attempt >= self.options.retry_attempts or elapsed >= self.options.retry_budget_s:
                     raise KrakenUnavailableError(
                         f"{what}: Kraken at {self.api_url} still failing after {attempt} "
-                        f"attempt(s) over {elapsed:.1f} s (limits: {self.options.retry_attempts} "
-                        f"attempts, {self.options.retry_budget_s:.0f} s); last error: {detail}; re-run "
-                        "to resume from the checkpoint"
+                        f"attempt(s) over {elapsed:.1f} s (limits: "
+                        f"{self.options.retry_attempts} attempts, "
+                        f"{self.options.retry_budget_s:.0f} s); last error: {detail}; re-run to "
+                        "resume from the checkpoint"
                     ) from None
             self.stats.retries += 1
             # Full jitter (uniform in [0, cap]) spreads retries of parallel runs apart; the
