@@ -91,3 +91,12 @@ def test_ppo_learns_a_few_steps(frame):
     model = PPO("MlpPolicy", venv, n_steps=32, batch_size=64, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=256)
     assert model.num_timesteps >= 256
+
+
+def test_an_action_outside_the_space_is_refused(frame):
+    env = make_env(frame, "default", seed=0)
+    with pytest.raises(ValueError, match="not an index into the preset's positions"):
+        env.step(3)
+    nudge = make_env(frame, "nudge", seed=0)
+    with pytest.raises(ValueError, match="nudge action"):
+        nudge.step(np.array([1, 3, 1]))
