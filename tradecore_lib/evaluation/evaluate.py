@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tradecore_lib.env import MarketData
+from tradecore_lib.env import EnvConfig, MarketData
 from tradecore_lib.errors import TradeCoreError
 from tradecore_lib.evaluation.agent import Agent
 from tradecore_lib.evaluation.backtest import (
@@ -164,7 +164,8 @@ class ScoredSplit:
     random_tracks: list[Track]
 
 
-def _walk_data(inputs: SplitInputs, settings: Mapping[str, Any]) -> tuple[Any, MarketData, int]:
+def _walk_data(inputs: SplitInputs, settings: Mapping[str, Any]
+               ) -> tuple[EnvConfig, MarketData, int]:
     """The walk config, the prepared market data and the first decision row of ``inputs``."""
     cfg = walk_config(settings)
     data = MarketData.from_frame(inputs.frame, cfg)
