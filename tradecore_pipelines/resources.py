@@ -43,8 +43,8 @@ class LakeResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Outside a run (build_resources, a sensor) there is no run to tag.
-        if context.instance is not None and context.run_id is not None:
-            record_run_worker(context.instance, context.run_id)
+        if context.instance is not None and context.run is not None:
+            record_run_worker(context.instance, context.run.run_id)
 
     def get_lake(self) -> Lake:
         return Lake(self.root, self.s3_options())
