@@ -79,6 +79,7 @@ class Account:
         self.borrow_paid = self.funding_paid = 0.0
         self.kills = self.guards = 0
         self.sharpe_a = self.sharpe_b = 0.0
+        self.steps = 0
 
     def _fill(self, fills: list[Fill], bar: int, kind: str, qty: float, price: float,
               rate: float) -> float:
@@ -213,7 +214,8 @@ class Account:
             ret = (self.equity - equity_before) / base
             a, b = self.sharpe_a, self.sharpe_b
             reward = 0.0
-            if b - a * a > 0:
+            self.steps += 1
+            if b - a * a > 0 and self.steps * cfg.sharpe_eta > 1:  # moments warmed up
                 reward = (b * (ret - a) - 0.5 * a * (ret * ret - b)) / (b - a * a) ** 1.5
             self.sharpe_a = a + cfg.sharpe_eta * (ret - a)
             self.sharpe_b = b + cfg.sharpe_eta * (ret * ret - b)

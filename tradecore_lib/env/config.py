@@ -140,7 +140,8 @@ class EnvConfig(ConfigModel):
     sharpe_eta: Number = Field(
         default=0.001, gt=0.0, le=1.0,
         description="differential_sharpe: rate of the moving mean and variance of the returns "
-        "(about 1 / bars of memory).")
+        "(about 1 / bars of memory); the reward is 0 for the episode's first 1 / sharpe_eta "
+        "bars, while they warm up.")
     episode_length: Count | None = Field(
         default=1440, ge=1,
         description="Decisions per training episode; null runs to the end of the data segment.")

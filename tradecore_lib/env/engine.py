@@ -175,10 +175,13 @@ class Engine:
         t: (N,) int64 current bar of each account (-1 before its first episode).
         end: (N,) int64 last bar of each account's episode.
         fills: the fill log, or None when fills are not recorded.
+
+    ``reward_dtype``: of the step's rewards (float32 for SB3, whose buffers are float32; the
+    kernel sums the terms in float64 either way).
     """
 
     def __init__(self, data: MarketData, cfg: EnvConfig, n: int,
-                 record_fills: bool = False) -> None:
+                 record_fills: bool = False, reward_dtype: type = np.float64) -> None:
         self.data = data
         self.cfg = cfg
         self.n = n
@@ -190,6 +193,7 @@ class Engine:
         self.end = np.full(n, -1, dtype=np.int64)
         self.fills = FillLog() if record_fills else None
         self._zeros = np.zeros(n)
+        self._reward_dtype = reward_dtype
         self.obs_dim = cfg.window * data.n_columns + cfg.account_size
 
     def begin(self, idx: np.ndarray, starts: np.ndarray) -> None:
@@ -201,14 +205,14 @@ class Engine:
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Play the next bar of every account for env ``actions``.
 
-        Returns fresh arrays: info (len(INFO_ROWS), N) float64, reward (N,) float64,
+        Returns fresh arrays: info (len(INFO_ROWS), N) float64, reward (N,) ``reward_dtype``,
         truncated (N,) bool and dones (N,) bool; ``t`` then holds the bar played.
         """
         target, d_sl, d_tp = decode_actions(self.cfg, self.positions, actions, self.n)
         n = self.n
         i = self.t + 1
         info = np.empty((len(K.INFO_ROWS), n))
-        reward = np.empty(n)
+        reward = np.empty(n, dtype=self._reward_dtype)
         truncated = np.empty(n, dtype=bool)
         dones = np.empty(n, dtype=bool)
         fills = count = None  # the kernels' specialization that records nothing

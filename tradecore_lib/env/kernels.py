@@ -60,8 +60,8 @@ so over an episode ``sum(reward_pnl + reward_fee) = reward_scale * sum(net retur
 charged once (not again through the drawdown it causes), and a drawdown once (not again
 after each recovery). Holding costs are part of the net return (in ``reward_pnl``).
 ``reward: differential_sharpe`` pays Moody & Saffell's differential Sharpe ratio of the net
-returns instead (exponential moving moments with rate ``sharpe_eta``; 0 while the variance is
-0); the three terms are still reported.
+returns instead (exponential moving moments with rate ``sharpe_eta``; 0 during the episode's
+first ``1 / sharpe_eta`` bars, while the moments warm up); the three terms are still reported.
 
 Fills are recorded when asked (a fill buffer with rows: account, bar, kind, qty, price, fee;
 kinds :data:`FILL_KINDS`; ``None`` records nothing); a caller sizes the buffer so one call
@@ -84,11 +84,11 @@ STATE_ROWS = (
     "cash", "equity", "peak", "sl_bps", "tp_bps", "qty", "entry", "held_target", "drawdown",
     "bars_in_pos", "halted", "pending_exit", "day", "day_start_equity", "fees_paid",
     "gross_peak", "max_gross_drawdown", "borrow_paid", "funding_paid", "kill_switch_hits",
-    "guardrail_breaches", "sharpe_a", "sharpe_b",
+    "guardrail_breaches", "sharpe_a", "sharpe_b", "steps",
 )
 (CASH, EQUITY, PEAK, SL_BPS, TP_BPS, QTY, ENTRY, HELD, DRAWDOWN, BARS, HALTED, PENDING, DAY,
  DAY_START, FEES_PAID, GROSS_PEAK, MAX_GROSS_DD, BORROW_PAID, FUNDING_PAID, KILLS, GUARDS,
- SHARPE_A, SHARPE_B) = range(len(STATE_ROWS))
+ SHARPE_A, SHARPE_B, STEPS) = range(len(STATE_ROWS))
 # values of the "halted" row
 ACTIVE, HALT_FOR_GOOD, HALT_FOR_THE_DAY = 0.0, 1.0, 2.0
 # account modes (one int8 per account)
@@ -357,7 +357,11 @@ def _play_accounts(state: np.ndarray, target: np.ndarray, d_sl: np.ndarray, d_tp
             b = state[SHARPE_B, j]
             variance = b - a * a
             dsr = 0.0
-            if variance > 0.0:
+            steps = state[STEPS, j] + 1.0
+            state[STEPS, j] = steps
+            # paid once the moving moments have seen 1 / eta bars: before, a variance made of
+            # a few returns makes the ratio explode
+            if variance > 0.0 and steps * eta > 1.0:
                 dsr = (b * (ret - a) - 0.5 * a * (ret * ret - b)) / variance ** 1.5
             state[SHARPE_A, j] = a + eta * (ret - a)
             state[SHARPE_B, j] = b + eta * (ret * ret - b)

@@ -149,7 +149,7 @@ class TradeVecEnv(VecEnv):
         self.data = data if isinstance(data, MarketData) else MarketData.from_frame(data, cfg)
         self.render_mode = None
         super().__init__(n_envs, observation_space(cfg, self.data.n_columns), action_space(cfg))
-        self.engine = Engine(self.data, cfg, n_envs, record_fills)
+        self.engine = Engine(self.data, cfg, n_envs, record_fills, reward_dtype=np.float32)
         self.starts = StartDraws(self.data, cfg.random_start, n_envs)
         self._actions: np.ndarray | None = None
         self.step_info: dict[str, np.ndarray] = {}
@@ -218,7 +218,7 @@ class TradeVecEnv(VecEnv):
             engine.observe(done_idx, obs)
             for j in done_idx.tolist():
                 self.reset_infos[j] = self._start_info(j)
-        return obs, reward.astype(np.float32), dones, StepInfos(arrays, done_infos, n)
+        return obs, reward, dones, StepInfos(arrays, done_infos, n)
 
     # -- VecEnv plumbing ------------------------------------------------------------------
     def close(self) -> None:
