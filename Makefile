@@ -47,7 +47,7 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -q
 	$(SUDO) apt-get install -y -q chromium
 
-## demo: materialize the synthetic market's whole chain on the local Dagster instance
+## demo: the control markets' whole chains (planted edge promoted, null refused) on the local Dagster instance
 demo: $(STAMP) $(INSTANCE_CONFIG)
 	$(PY) -m tradecore_pipelines.demo
 

@@ -31,7 +31,7 @@ def write_synthetic_months(lake: Lake, market: Market, months: list[Month],
 
 def synthetic_lake(root: str, months: int = 3) -> tuple[Lake, Market]:
     """A local lake at ``root`` holding the first ``months`` months of ``synthetic_btc_usd``
-    (candles and its feature preset), as ``make demo`` leaves them."""
+    (candles through ``ingest_month``, and the market's feature preset)."""
     market = get_market("synthetic_btc_usd")
     wanted = [market.first_month]
     while len(wanted) < months:
