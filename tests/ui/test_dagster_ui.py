@@ -125,8 +125,8 @@ def test_candles_checks_and_partitions_are_shown(webserver, page, tmp_path):
     page.goto(
         f"{webserver}/assets/synthetic_btc_usd/candles?view=checks", wait_until="domcontentloaded"
     )
-    page.get_by_text("Checks (4)").wait_for(timeout=60_000)
-    for check in ("schema", "time_grid", "ohlc_sanity", "gaps"):
+    page.get_by_text("Checks (5)").wait_for(timeout=60_000)
+    for check in ("schema", "time_grid", "ohlc_sanity", "gaps", "coverage"):
         expect(page.get_by_text(check, exact=True).filter(visible=True).first).to_be_visible()
     page.get_by_text("This is a blocking asset check.").wait_for(timeout=30_000)
     page.goto(
