@@ -6,6 +6,8 @@ indicator-like float32 columns directly so the env can be exercised on its own.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -70,3 +72,19 @@ def random_walk_frame(rng: np.random.Generator, n: int, start_price: float = 100
     ts = pd.to_datetime(start_ms + bars * minutes_per_bar * 60_000, unit="ms", utc=True)
     return pd.DataFrame({"ts": ts, "open": open_, "high": high, "low": low, "close": close,
                          "volume": rng.gamma(2.0, 2.0, n), "trades": rng.poisson(10, n)})
+
+
+class Fill(NamedTuple):
+    """One row of an env's fill log (``env.fills()``), for comparing fills in tests."""
+
+    bar: int
+    ts_ms: int
+    kind: str
+    qty: float
+    price: float
+    fee: float
+
+
+def fills_of(env) -> list[Fill]:
+    """Every fill ``env`` (made with ``record_fills=True``) recorded, in order."""
+    return [Fill(**row) for row in env.fills().to_pylist()]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.frames import random_walk_frame
+from tests.frames import Fill, random_walk_frame
 from tradecore_lib.env import make_env
 
 SETTINGS = settings(max_examples=40, deadline=None,
@@ -44,15 +43,6 @@ def scenarios(draw, continuous: bool = False):
         actions = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
     frame = random_walk_frame(np.random.default_rng(seed), n + BASE["window"], vol=vol)
     return frame, cfg, actions
-
-
-class Fill(NamedTuple):
-    bar: int
-    ts_ms: int
-    kind: str
-    qty: float
-    price: float
-    fee: float
 
 
 def run_episode(frame, cfg, actions):

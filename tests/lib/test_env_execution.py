@@ -4,12 +4,12 @@ charged close at an episode's end, holding costs, sizing."""
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.frames import fills_of
 from tradecore_lib.env import make_env
 
 BASE = {"window": 2, "norm_window": 5, "norm_min_periods": 1, "episode_length": None,
@@ -33,19 +33,6 @@ def env_on(rows, **overrides):
     return env
 
 
-class Fill(NamedTuple):
-    bar: int
-    ts_ms: int
-    kind: str
-    qty: float
-    price: float
-    fee: float
-
-
-def fills(env) -> list[Fill]:
-    return [Fill(**row) for row in env.fills().to_pylist()]
-
-
 QUIET = [(100, 100.5, 99.5, 100)] * 2
 
 
@@ -53,7 +40,7 @@ def test_decision_fills_at_next_open_with_slippage_and_taker_fee():
     env = env_on(QUIET + [(101, 101.5, 100.5, 101), (102, 102.5, 101.5, 102)],
                  slippage_bps=10.0)
     _, _, _, _, info = env.step(LONG)
-    fill = fills(env)[-1]
+    fill = fills_of(env)[-1]
     assert fill.bar == 2 and fill.kind == "market"
     assert fill.price == pytest.approx(101 * 1.001)  # next bar's open, not the decision close
     assert fill.qty == pytest.approx(10_000 / 101)  # full equity: 1 % risk / 1 % stop = 1x
@@ -65,14 +52,14 @@ def test_slippage_is_a_cost_on_top_of_the_reference_price():
     env = env_on(QUIET + [(101, 101.02, 100.5, 101)] * 3, slippage_bps=50.0)
     env.step(LONG)
     # the open is in the bar; slippage is paid even where the bar's range was narrower
-    assert fills(env)[-1].price == pytest.approx(101 * 1.005)
+    assert fills_of(env)[-1].price == pytest.approx(101 * 1.005)
 
 
 def test_stop_loss_intrabar_pays_taker():
     env = env_on(QUIET + [(100, 100.2, 99.9, 100), (100, 100.1, 98.5, 99)], slippage_bps=5.0)
     env.step(LONG)
     _, _, _, _, info = env.step(LONG)
-    stop = fills(env)[-1]
+    stop = fills_of(env)[-1]
     assert stop.kind == "stop" and stop.bar == 3
     entry = 100 * 1.0005  # the entry itself paid slippage
     assert stop.price == pytest.approx(entry * 0.99 * (1 - 0.0005))  # stop level, slipped
@@ -84,7 +71,7 @@ def test_take_profit_is_a_maker_limit():
     env = env_on(QUIET + [(100, 100.2, 99.9, 100), (100, 103, 99.5, 102.5)])
     env.step(LONG)
     _, _, _, _, info = env.step(LONG)
-    tp = fills(env)[-1]
+    tp = fills_of(env)[-1]
     assert tp.kind == "take_profit" and tp.price == pytest.approx(102.0)
     assert info["limit_fee"] == pytest.approx(abs(tp.qty) * 102.0 * 0.0002)
     assert info["stop_fee"] == 0.0
@@ -94,14 +81,14 @@ def test_both_touched_in_one_bar_assumes_the_stop_first():
     env = env_on(QUIET + [(100, 100.2, 99.9, 100), (100, 103, 98, 102.5)])
     env.step(LONG)
     env.step(LONG)
-    assert fills(env)[-1].kind == "stop"
+    assert fills_of(env)[-1].kind == "stop"
 
 
 def test_short_stop_and_gap_through_fills_at_open():
     env = env_on(QUIET + [(100, 100.2, 99.9, 100), (103, 104, 102.5, 103.5)])
     env.step(SHORT)
     env.step(SHORT)
-    stop = fills(env)[-1]
+    stop = fills_of(env)[-1]
     assert stop.kind == "stop" and stop.qty > 0 and stop.price == 103.0  # opened beyond 101
 
 
@@ -111,9 +98,9 @@ def test_after_a_stop_the_target_is_flat_until_the_agent_acts_again():
     env.step(LONG)
     env.step(LONG)  # stopped out
     _, _, _, _, info = env.step(FLAT)
-    assert info["position_qty"] == 0.0 and len(fills(env)) == 2
+    assert info["position_qty"] == 0.0 and len(fills_of(env)) == 2
     env.step(LONG)  # re-enters
-    assert fills(env)[-1].kind == "market" and env.account["qty"] > 0
+    assert fills_of(env)[-1].kind == "market" and env.account["qty"] > 0
 
 
 def test_kill_switch_closes_at_the_next_open_then_the_episode_ends():
@@ -128,7 +115,7 @@ def test_kill_switch_closes_at_the_next_open_then_the_episode_ends():
     qty = info["position_qty"]
     _, _, terminated, truncated, info = env.step(LONG)  # the target is not executed
     assert terminated and not truncated
-    exit_fill = fills(env)[-1]
+    exit_fill = fills_of(env)[-1]
     assert exit_fill.kind == "kill_switch" and exit_fill.bar == 4
     assert exit_fill.qty == -qty and exit_fill.price == pytest.approx(69 * (1 - 0.001))
     assert exit_fill.fee == pytest.approx(qty * exit_fill.price * 0.0005)
@@ -141,7 +128,7 @@ def test_an_episode_ends_with_a_charged_close():
     env.step(LONG)
     _, _, terminated, truncated, info = env.step(LONG)  # the frame's last bar
     assert truncated and not terminated
-    end = fills(env)[-1]
+    end = fills_of(env)[-1]
     assert end.kind == "end" and end.price == pytest.approx(101.5 * (1 - 0.001))
     assert end.fee == pytest.approx(abs(end.qty) * end.price * 0.0005)
     assert info["position_qty"] == 0.0 and info["equity"] == info["cash"]
@@ -161,7 +148,7 @@ def test_daily_loss_limit_halts_until_the_next_utc_day():
     _, _, terminated, _, info = env.step(LONG)  # 23:59 closes 3 % down: the breach
     assert info["guardrail"] == 1.0 and info["halted"] == 2.0 and not terminated
     _, _, terminated, _, info = env.step(LONG)  # 00:00: closed at the open
-    assert terminated and fills(env)[-1].kind == "guardrail" and fills(env)[-1].bar == 4
+    assert terminated and fills_of(env)[-1].kind == "guardrail" and fills_of(env)[-1].bar == 4
 
 
 def test_max_total_loss_is_a_guardrail_for_good():
@@ -195,10 +182,10 @@ def test_leverage_cap_and_risk_sizing():
     rows = QUIET + [(100, 100.2, 99.9, 100)] * 2
     env = env_on(rows, stop_loss_bps=50.0, max_leverage=1.5)
     env.step(LONG)  # 1 % / 0.5 % = 2x, capped at 1.5x
-    assert fills(env)[-1].qty * 100 == pytest.approx(15_000)
+    assert fills_of(env)[-1].qty * 100 == pytest.approx(15_000)
     env = env_on(rows, stop_loss_bps=400.0, max_leverage=3.0)
     env.step(SHORT)  # 1 % / 4 % = 0.25x
-    assert fills(env)[-1].qty * 100 == pytest.approx(-2_500)
+    assert fills_of(env)[-1].qty * 100 == pytest.approx(-2_500)
 
 
 def test_nudge_moves_stop_within_bounds():
