@@ -42,6 +42,24 @@ def _style(name: str) -> dict[str, Any]:
     return {"color": _COLORS.get(name), "linewidth": 1.6 if name == "agent" else 0.9}
 
 
+def _label_column(top: Any, bottom: Any, split: str, top_label: str, bottom_label: str) -> None:
+    """Title, axis labels and grid of one split's column of two panels."""
+    top.set_title(f"{split}", fontsize=10)
+    top.set_ylabel(top_label)
+    top.grid(alpha=0.3)
+    bottom.set_ylabel(bottom_label)
+    bottom.grid(alpha=0.3)
+    bottom.tick_params(axis="x", labelsize=7, rotation=30)
+
+
+def _finish(fig: Any, axes: Any, title: str) -> bytes:
+    """Legend, title and layout of a figure of split columns, as PNG bytes."""
+    axes[0][0].legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def equity_png(splits: dict[str, dict[str, PolicyRun]], title: str) -> bytes:
     """PNG bytes: one column per split; top row equity / initial equity, bottom drawdown from
     the running peak (%).
@@ -60,16 +78,8 @@ def equity_png(splits: dict[str, dict[str, PolicyRun]], title: str) -> bytes:
             drawdown = 1.0 - curve / np.maximum.accumulate(np.maximum(curve, 1.0))
             top.plot(when, curve[::step], label=name, **_style(name))
             bottom.plot(when, -100.0 * drawdown[::step], **_style(name))
-        top.set_title(f"{split}", fontsize=10)
-        top.set_ylabel("equity / initial")
-        top.grid(alpha=0.3)
-        bottom.set_ylabel("drawdown %")
-        bottom.grid(alpha=0.3)
-        bottom.tick_params(axis="x", labelsize=7, rotation=30)
-    axes[0][0].legend(fontsize=8, loc="best")
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return _png(fig)
+        _label_column(top, bottom, split, "equity / initial", "drawdown %")
+    return _finish(fig, axes, title)
 
 
 def rolling_sharpe(daily: pd.Series, days: int = ROLLING_DAYS) -> pd.Series:
@@ -99,13 +109,5 @@ def daily_png(splits: dict[str, dict[str, pd.Series]], title: str) -> bytes:
             bottom.plot(daily.index.tz_convert(None), rolling_sharpe(daily).to_numpy(),
                         **_style(name))
         top.axhline(0.0, color="black", linewidth=0.5)
-        top.set_title(f"{split}", fontsize=10)
-        top.set_ylabel("daily return %")
-        top.grid(alpha=0.3)
-        bottom.set_ylabel(f"{ROLLING_DAYS}-day Sharpe")
-        bottom.grid(alpha=0.3)
-        bottom.tick_params(axis="x", labelsize=7, rotation=30)
-    axes[0][0].legend(fontsize=8, loc="best")
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return _png(fig)
+        _label_column(top, bottom, split, "daily return %", f"{ROLLING_DAYS}-day Sharpe")
+    return _finish(fig, axes, title)
