@@ -362,7 +362,7 @@ def validate_candles(table: pa.Table, market: str, month: Month) -> pa.Table:
             rows = outcome.metadata.get("first_offending_rows")
             detail = f"\n  first offending rows:\n{_format_rows(rows)}" if rows else ""
             raise CandleValidationError(
-                f"candles/{market} partition {month}: {outcome.description}; "
+                f"{market}/candles partition {month}: {outcome.description}; "
                 f"nothing was written for this partition.{detail}"
             )
     return table

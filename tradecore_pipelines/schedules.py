@@ -43,7 +43,7 @@ def build_refresh_schedule(
         execution_timezone="UTC",
         target=dg.AssetSelection.assets(*keys),
         default_status=default_status,
-        description=f"Refreshes the current month of candles/{market.name}"
+        description=f"Refreshes the current month of {market.name}/candles"
         + (" and its funding." if len(keys) > 1 else "."),
     )
     def refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:

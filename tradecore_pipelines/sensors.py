@@ -85,7 +85,7 @@ def build_landing_sensor(
             for plan in plans:
                 requested += 1
                 context.log.info(
-                    f"importing {path.name} into candles/{plan.market.name} "
+                    f"importing {path.name} into {plan.market.name}/candles "
                     f"{plan.months[0]}..{plan.months[-1]}"
                 )
                 yield dg.RunRequest(

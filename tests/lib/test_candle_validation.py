@@ -66,7 +66,7 @@ def test_bad_values_are_rejected_naming_rows(table, rule, row):
     with pytest.raises(CandleValidationError) as info:
         validate_candles(table, "synthetic_btc_usd", MONTH)
     message = str(info.value)
-    assert "candles/synthetic_btc_usd partition 2024-03" in message
+    assert "synthetic_btc_usd/candles partition 2024-03" in message
     assert rule in message
     assert f"row={row}" in message
     assert "nothing was written" in message

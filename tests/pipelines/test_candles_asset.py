@@ -194,7 +194,7 @@ def test_bad_source_rows_write_nothing(chain, lake_resource, synthetic_market, m
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     message = failure.cause.message if failure.cause else failure.message
-    assert "candles/synthetic_btc_usd partition 2024-02" in message
+    assert "synthetic_btc_usd/candles partition 2024-02" in message
     assert "low above min(open, close)" in message and "row=7" in message
     assert lake.read_bytes(key) == good
 

@@ -182,4 +182,4 @@ def test_missing_candles_named_before_any_write(lake_resource, market) -> None:
         raise_on_error=False,
     )
     assert not result.success
-    assert f"candles/{market.name} has no partition for 2024-05" in failure_message(result, asset)
+    assert f"{market.name}/candles has no partition for 2024-05" in failure_message(result, asset)

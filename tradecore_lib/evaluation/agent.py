@@ -105,7 +105,7 @@ class Agent:
         if not store.is_complete():
             raise UnfinishedRunError(
                 f"run {store.run_id} has no final model at {store.uri(MODEL)}: it did not "
-                f"finish; re-materialize ppo_agent/{store.market} to resume it"
+                f"finish; re-materialize {store.market}/ppo_agent to resume it"
             )
         config = parse_train_config(store.read_json(CONFIG), where=store.uri(CONFIG))
         model = PPO.load(io.BytesIO(store.read_bytes(MODEL)), device="cpu")

@@ -84,7 +84,7 @@ def publish_months(
     missing = [str(m) for m in months if not lake.exists(candle_key(market, m))]
     if missing:
         raise MissingCandlesError(
-            f"features/{market.name}: candles/{market.name} has no partition for "
+            f"{market.name}/features: {market.name}/candles has no partition for "
             f"{', '.join(missing)} in {lake.uri('')}; materialize those candle months first"
         )
     loaded: dict[Month, pa.Table] = {}

@@ -137,8 +137,8 @@ def _read(lake: Lake, market: Market, months: list[Month], feature_preset: str) 
     if missing:
         raise MissingDataError(
             f"{market.name}: partitions needed for months {[str(m) for m in months]} are not in "
-            f"the lake: {'; '.join(missing)}. Materialize candles/{market.name} and "
-            f"features/{market.name} (preset {feature_preset!r}) for those months first."
+            f"the lake: {'; '.join(missing)}. Materialize {market.name}/candles and "
+            f"{market.name}/features (preset {feature_preset!r}) for those months first."
         )
     frames: list[pd.DataFrame] = []
     used: list[PartitionUsed] = []
@@ -159,7 +159,7 @@ def _join(candles: pa.Table, features: pa.Table, market: Market, month: Month) -
     if candles.num_rows != features.num_rows or not candles["ts"].equals(features["ts"]):
         raise ValueError(
             f"{market.name} {month}: features ({features.num_rows} rows) do not match candles "
-            f"({candles.num_rows} rows) row for row; re-materialize features/{market.name} for "
+            f"({candles.num_rows} rows) row for row; re-materialize {market.name}/features for "
             f"{month}"
         )
     frame = candles.to_pandas()

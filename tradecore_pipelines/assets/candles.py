@@ -123,7 +123,7 @@ def build_candles_asset(market: Market) -> dg.AssetsDefinition:
         months = [Month.parse(key) for key in context.partition_keys]
         now_ms = utc_now_ms()
         with step_failures(), Progress(
-            len(months), what=f"candles/{market.name}", unit="months", log=context.log.info
+            len(months), what=f"{market.name}/candles", unit="months", log=context.log.info
         ) as progress:
             source = source_for(market, lake=store, archive_file=config.archive_file)
             for month in months:
@@ -214,7 +214,7 @@ def build_candle_checks(market: Market) -> dg.AssetChecksDefinition:
             outcomes, digest = _inspect_partition(lake, market, month, now_ms)
             for outcome in outcomes:
                 if outcome.warning:
-                    context.log.warning(f"candles/{market.name} {month}: {outcome.description}")
+                    context.log.warning(f"{market.name}/candles {month}: {outcome.description}")
                 yield dg.AssetCheckEvaluation(
                     asset_key=key,
                     check_name=outcome.name,

@@ -49,7 +49,7 @@ def build_champion(market: Market) -> dg.AssetsDefinition:
     ) -> Iterator[dg.Output[ChampionRecord]]:
         verdict = evaluation.verdict
         if not verdict.passed:
-            context.log.info(f"champion/{market.name} not materialized for run "
+            context.log.info(f"{market.name}/champion not materialized for run "
                              f"{evaluation.run.run_id}: {verdict.explanation()}")
             return
         tracker = mlflow.get_tracker()

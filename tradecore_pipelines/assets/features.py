@@ -139,7 +139,7 @@ def build_features_asset(market: Market) -> dg.AssetsDefinition:
         months = [Month.parse(key) for key in context.partition_keys]
         store = lake.get_lake()
         with step_failures(), Progress(
-            len(months), what=f"features/{market.name}", unit="months", log=context.log.info
+            len(months), what=f"{market.name}/features", unit="months", log=context.log.info
         ) as progress:
             chosen = resolve_preset(config, market)
             context.log.info(

@@ -20,7 +20,7 @@ def build_manifest_asset(market: Market) -> dg.AssetsDefinition:
         tags=layer_tags(MANIFEST),
         deps=[candles_key(market)],
         kinds={"json"},
-        description=f"Coverage manifest of candles/{market.name}: for each stored month the "
+        description=f"Coverage manifest of {market.name}/candles: for each stored month the "
         "inclusive first/last timestamp, row count, missing minutes, sha256 and size, plus "
         "totals. Written to data/manifests/<market>.json.",
     )
@@ -32,7 +32,7 @@ def build_manifest_asset(market: Market) -> dg.AssetsDefinition:
         missing = document["missing_months"]
         if missing:
             context.log.warning(
-                f"manifest/{market.name}: {len(missing)} month(s) not stored yet "
+                f"{market.name}/manifest: {len(missing)} month(s) not stored yet "
                 f"(first {missing[0]}, last {missing[-1]}); backfill them from the UI"
             )
         return dg.MaterializeResult(

@@ -26,7 +26,7 @@ def build_signals(market: Market) -> dg.AssetsDefinition:
         tags=layer_tags(SIGNALS),
         ins={"champion": dg.AssetIn(key=champion_key(market))},
         kinds={"parquet", "python"},
-        description=f"Dry-run signals of champion/{market.name} on the newest month of "
+        description=f"Dry-run signals of {market.name}/champion on the newest month of "
         f"{market.name} candles and features: time, target position, action probabilities, "
         f"confidence, model version, under <lake_root>/signals/{market.name}/. No order is "
         "sent anywhere.",
