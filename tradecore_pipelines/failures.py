@@ -20,6 +20,12 @@ import dagster as dg
 from tradecore_lib.errors import TradeCoreError
 from tradecore_lib.redaction import redact
 
+# The Dagster retry of assets that call a live venue (candles, funding): for an outage that
+# outlasts the sources' own retries. Only retryable errors reach it (step_failures).
+VENUE_RETRY = dg.RetryPolicy(
+    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
 
 @contextmanager
 def step_failures() -> Iterator[None]:

@@ -37,6 +37,13 @@ def records_table(records: list[dict[str, Any]],
     )
 
 
+def timestamp_or_dash(ts_ms: int | None) -> dg.MetadataValue:
+    """A UTC epoch-ms time as a Dagster timestamp value; ``-`` when there is none."""
+    if ts_ms is None:
+        return dg.MetadataValue.text("-")
+    return dg.MetadataValue.timestamp(ts_ms / 1000)
+
+
 def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
     """A PNG image inline in markdown metadata (the UI renders it on the asset page)."""
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")

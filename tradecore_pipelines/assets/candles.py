@@ -25,8 +25,8 @@ from tradecore_lib.months import Month, utc_now_ms
 from tradecore_lib.progress import Progress
 from tradecore_lib.sources import source_for
 from tradecore_pipelines.constants import CANDLES, asset_key, layer_tags
-from tradecore_pipelines.failures import step_failures
-from tradecore_pipelines.metadata import markdown_table
+from tradecore_pipelines.failures import VENUE_RETRY, step_failures
+from tradecore_pipelines.metadata import markdown_table, timestamp_or_dash
 from tradecore_pipelines.partitions import monthly_partitions
 from tradecore_pipelines.resources import LakeResource
 
@@ -45,11 +45,6 @@ _CHECK_DESCRIPTIONS = {
     "of the month's end (warning for a shorter uncovered tail); the month in progress is "
     "exempt.",
 }
-# A network hiccup should not fail a month-long download; sources retry themselves first.
-# Only retryable errors reach it: step_failures fails a permanent one at once.
-_LIVE_RETRY = dg.RetryPolicy(
-    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
 
 
 class CandlesConfig(dg.Config):
@@ -68,8 +63,8 @@ def _partition_metadata(published: PublishedPartition) -> dict:
     gaps = published.gaps
     return {
         "dagster/row_count": published.stored.rows,
-        "first_ts": _ts(published.first_ts_ms),
-        "last_ts": _ts(published.last_ts_ms),
+        "first_ts": timestamp_or_dash(published.first_ts_ms),
+        "last_ts": timestamp_or_dash(published.last_ts_ms),
         "missing_minutes": gaps.missing_minutes,
         "longest_gap_minutes": gaps.longest_gap_minutes,
         "uncovered_head_minutes": gaps.uncovered_head_minutes,
@@ -83,16 +78,8 @@ def _partition_metadata(published: PublishedPartition) -> dict:
     }
 
 
-def _ts(ts_ms: int | None) -> dg.MetadataValue:
-    return (
-        dg.MetadataValue.timestamp(ts_ms / 1000)
-        if ts_ms is not None
-        else dg.MetadataValue.text("-")
-    )
-
-
 def build_candles_asset(market: Market) -> dg.AssetsDefinition:
-    """The ``candles/<market>`` asset: fetch, validate and atomically publish each month."""
+    """The ``<market>/candles`` asset: fetch, validate and atomically publish each month."""
 
     @dg.asset(
         key=candles_key(market),
@@ -100,7 +87,7 @@ def build_candles_asset(market: Market) -> dg.AssetsDefinition:
         tags=layer_tags(CANDLES),
         partitions_def=monthly_partitions(market),
         backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=_LIVE_RETRY if market.live else None,
+        retry_policy=VENUE_RETRY if market.live else None,
         freshness_policy=(
             dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=market.freshness_fail_hours))
             if market.live

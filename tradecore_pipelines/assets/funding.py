@@ -17,16 +17,10 @@ from tradecore_lib.sources.funding import (
     publish_funding_month,
 )
 from tradecore_pipelines.constants import FUNDING, asset_key, layer_tags
-from tradecore_pipelines.failures import step_failures
-from tradecore_pipelines.metadata import markdown_table
+from tradecore_pipelines.failures import VENUE_RETRY, step_failures
+from tradecore_pipelines.metadata import markdown_table, timestamp_or_dash
 from tradecore_pipelines.partitions import monthly_partitions
 from tradecore_pipelines.resources import LakeResource
-
-# The venue's outage outlasting the client's own retries (one request per run); permanent
-# errors never reach it (step_failures).
-_RETRY = dg.RetryPolicy(
-    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
 
 
 def has_funding_asset(market: Market) -> bool:
@@ -35,17 +29,13 @@ def has_funding_asset(market: Market) -> bool:
 
 
 def _metadata(published: PublishedFunding, source: dict) -> dict:
-    def ts(value: int | None) -> dg.MetadataValue:
-        return (dg.MetadataValue.timestamp(value / 1000) if value is not None
-                else dg.MetadataValue.text("-"))
-
     spacing = published.longest_spacing_hours
     return {
         "dagster/row_count": published.periods,
         "periods": published.periods,
         "rate_sum": published.rate_sum,
-        "first_ts": ts(published.first_ts_ms),
-        "last_ts": ts(published.last_ts_ms),
+        "first_ts": timestamp_or_dash(published.first_ts_ms),
+        "last_ts": timestamp_or_dash(published.last_ts_ms),
         "longest_spacing_hours": spacing if spacing is not None else dg.MetadataValue.text("-"),
         "path": dg.MetadataValue.path(published.stored.uri),
         "sha256": published.stored.sha256,
@@ -65,7 +55,7 @@ def build_funding_asset(market: Market) -> dg.AssetsDefinition:
         tags=layer_tags(FUNDING),
         partitions_def=monthly_partitions(market),
         backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=_RETRY,
+        retry_policy=VENUE_RETRY,
         kinds={"parquet", "ccxt"},
         description=f"Funding rate of {market.symbol} on {market.venue} per funding period "
         "(ts, rate: the fraction of notional a long pays for the period, a short receives), "
