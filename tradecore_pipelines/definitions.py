@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -40,12 +41,22 @@ def market_chain(market: Market) -> list[dg.AssetsDefinition | dg.AssetChecksDef
     ]
 
 
+def chains_definitions(markets: Sequence[Market], resources: dict[str, Any],
+                       **extra: Any) -> dg.Definitions:
+    """``Definitions`` of the chains of ``markets`` with ``resources`` (and any other
+    ``Definitions`` argument in ``extra``: schedules, sensors, jobs)."""
+    parts = [d for market in markets for d in market_chain(market)]
+    return dg.Definitions(
+        assets=[d for d in parts if not isinstance(d, dg.AssetChecksDefinition)],
+        asset_checks=[d for d in parts if isinstance(d, dg.AssetChecksDefinition)],
+        resources=resources, **extra,
+    )
+
+
 def build_definitions() -> dg.Definitions:
     markets = load_markets()
-    definitions = [d for market in markets for d in market_chain(market)]
-    return dg.Definitions(
-        assets=[d for d in definitions if not isinstance(d, dg.AssetChecksDefinition)],
-        asset_checks=[d for d in definitions if isinstance(d, dg.AssetChecksDefinition)],
+    return chains_definitions(
+        markets, chain_resources(default_lake_resource(), default_mlflow_resource()),
         schedules=[
             build_refresh_schedule(market, cron_schedule=market.refresh_cron)
             for market in markets
@@ -55,7 +66,6 @@ def build_definitions() -> dg.Definitions:
         # refresh schedules call Kraken and are switched on by the user.
         sensors=[build_landing_sensor(markets, default_status=dg.DefaultSensorStatus.RUNNING),
                  build_run_worker_sensor()],
-        resources=chain_resources(default_lake_resource(), default_mlflow_resource()),
     )
 
 

@@ -13,7 +13,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from tradecore_lib.markets import get_market
-from tradecore_pipelines.definitions import chain_resources, market_chain
+from tradecore_pipelines.definitions import chain_resources, chains_definitions
 from tradecore_pipelines.resources import LakeResource
 from tradecore_pipelines.resources_ml import MlflowResource
 
@@ -30,13 +30,10 @@ def resources(root: str) -> tuple[LakeResource, MlflowResource]:
 
 def chain_definitions(root: str) -> dg.Definitions:
     """The market's chain with its resources under ``root`` and one in-process job over it."""
-    chain = market_chain(MARKET)
-    return dg.Definitions(
-        assets=[d for d in chain if not isinstance(d, dg.AssetChecksDefinition)],
-        asset_checks=[d for d in chain if isinstance(d, dg.AssetChecksDefinition)],
+    return chains_definitions(
+        [MARKET], chain_resources(*resources(root)),
         jobs=[dg.define_asset_job(JOB, selection=dg.AssetSelection.all(),
                                   executor_def=dg.in_process_executor)],
-        resources=chain_resources(*resources(root)),
     )
 
 

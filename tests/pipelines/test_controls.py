@@ -31,7 +31,7 @@ from tradecore_pipelines.constants import (
     SIGNALS,
     asset_key,
 )
-from tradecore_pipelines.definitions import chain_resources, market_chain
+from tradecore_pipelines.definitions import chain_resources, chains_definitions
 from tradecore_pipelines.io_managers import record_key
 
 NULL = get_market("synthetic_null_usd")
@@ -54,13 +54,10 @@ def controls(tmp_path_factory):
     """Instance, job, lake and tracker; both control markets' candles and features in place."""
     root = str(tmp_path_factory.mktemp("controls"))
     lake, mlflow = resources(root)
-    chains = [d for market in (NULL, EDGE) for d in market_chain(market)]
-    defs = dg.Definitions(
-        assets=[d for d in chains if not isinstance(d, dg.AssetChecksDefinition)],
-        asset_checks=[d for d in chains if isinstance(d, dg.AssetChecksDefinition)],
+    defs = chains_definitions(
+        [NULL, EDGE], chain_resources(lake, mlflow),
         jobs=[dg.define_asset_job(JOB, selection=dg.AssetSelection.all(),
                                   executor_def=dg.in_process_executor)],
-        resources=chain_resources(lake, mlflow),
     )
     job = defs.resolve_job_def(JOB)
     with dg.instance_for_test() as instance:
