@@ -147,15 +147,13 @@ def require_checked_candles(
 def stored_month_runs(lake: Lake, market: Market, last: Month) -> list[list[Month]]:
     """The stored candle months of ``market`` up to ``last``, as runs of consecutive months."""
     runs: list[list[Month]] = []
-    previous: Month | None = None
     for month in months_between(market.first_month, last):
         if not lake.exists(candle_key(market, month)):
             continue
-        if previous is not None and runs and month == previous.next():
+        if runs and month == runs[-1][-1].next():
             runs[-1].append(month)
         else:
             runs.append([month])
-        previous = month
     return runs
 
 
