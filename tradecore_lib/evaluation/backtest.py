@@ -127,7 +127,8 @@ class PolicyRun:
         fees, borrow_cost, funding_cost: totals over the split, quote currency.
         kill_switch_hits: times the kill switch closed the account (0 or 1: it halts).
         guardrail_breaches: daily / total loss limit breaches.
-        trades: round trips (flat -> position -> flat, or a flip).
+        trade_pnls: net PnL of each round trip (flat -> position -> flat, or a flip), quote
+            currency, fees included (:func:`round_trip_pnls` of ``fills``, computed once).
     """
 
     name: str
@@ -143,12 +144,12 @@ class PolicyRun:
     funding_cost: float
     kill_switch_hits: int
     guardrail_breaches: int
-    trades: int
+    trade_pnls: tuple[float, ...]
 
     @property
-    def trade_pnls(self) -> list[float]:
-        """Net PnL of each round trip (quote currency, fees included)."""
-        return round_trip_pnls(self.fills)
+    def trades(self) -> int:
+        """Round trips (flat -> position -> flat, or a flip)."""
+        return len(self.trade_pnls)
 
     @property
     def traded_notional(self) -> float:
@@ -358,7 +359,8 @@ def _runs(walk: Walk, cfg: EnvConfig, names: list[str], state: np.ndarray, log: 
             borrow_cost=float(state[K.BORROW_PAID, j]),
             funding_cost=float(state[K.FUNDING_PAID, j]),
             kill_switch_hits=int(state[K.KILLS, j]),
-            guardrail_breaches=int(state[K.GUARDS, j]), trades=len(round_trip_pnls(fills)),
+            guardrail_breaches=int(state[K.GUARDS, j]),
+            trade_pnls=tuple(round_trip_pnls(fills)),
         )
     return runs
 
