@@ -107,7 +107,7 @@ def _partition_metadata(published: PublishedFeatures, preset: Preset) -> dict[st
 
 def build_features_asset(market: Market) -> dg.AssetsDefinition:
     """The ``features/<market>`` asset: the market's preset applied month by month."""
-    # Loading here rejects a bad preset in configs/ when the code location loads, not mid-run.
+    # The market's preset, for the description (load_markets has validated it already).
     preset = load_feature_preset(market.feature_preset)
 
     @dg.asset(

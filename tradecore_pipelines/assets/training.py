@@ -51,7 +51,7 @@ def ppo_agent_key(market: Market) -> dg.AssetKey:
 
 def build_ppo_agent(market: Market) -> dg.AssetsDefinition:
     """The ``ppo_agent/<market>`` asset."""
-    # Loading the preset here rejects a broken configs/train file when the code location loads.
+    # The default preset, for the description (load_markets has validated it already).
     preset = load_train_config(market.train_preset)
 
     @dg.asset(
