@@ -2,10 +2,11 @@
 
 The evaluation the demo ran when the old walk was measured: ``synthetic_btc_usd`` with the
 ``cpu-smoke`` training preset (trained here through the real entry point,
-``tradecore_lib.train.ppo_train``: PPO MLP 64-64 with VecNormalize), validation 2024-02 and test 2024-03 (each read with the month before it, the
-normalization's warm-up). Today's walk (:func:`tradecore_lib.evaluation.backtest.run_policies`):
-every policy is an account of the one engine; the precomputed baselines walk the split in one
-kernel pass, the agent bar by bar with its network evaluated inside the kernel. Rows per split
+``tradecore_lib.train.ppo_train``: PPO MLP 64-64 with VecNormalize), validation 2024-02 and test
+2024-03 (each read with the month before it, the normalization's warm-up). Today's walk
+(:func:`tradecore_lib.evaluation.backtest.run_policies`): every policy is an account of the one
+engine; the precomputed baselines walk the split in one kernel pass, the agent bar by bar with
+its network evaluated inside the kernel. Rows per split
 (best of ``--repeat``): the whole call for the old walk's policy set (agent, buy_and_hold,
 always_long_stops, flat and one random target path; the frame's preparation included), the
 agent alone, the constant baselines alone, and agent + baselines + 100 random target paths

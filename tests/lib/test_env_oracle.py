@@ -89,11 +89,11 @@ def single_cases(draw):
 
 
 def frames(draw, n: int, **walk):
-    """A random-walk frame of ``n`` bars, some with a ``funding_rate_8h`` column."""
+    """A random-walk frame of ``n`` bars, some with a ``funding_charge`` column."""
     frame = random_walk_frame(np.random.default_rng(draw(st.integers(0, 2**32 - 1))), n,
                               **walk)
     if draw(st.booleans()):
-        frame["funding_rate_8h"] = np.random.default_rng(n).normal(0.0, 0.002, n)
+        frame["funding_charge"] = np.random.default_rng(n).normal(0.0, 0.002, n)
     return frame
 
 

@@ -19,8 +19,8 @@ from tradecore_lib.sources.funding import (
     FundingHistory,
     MissingFundingError,
     fetch_funding_history,
+    funding_charge_column,
     funding_key,
-    funding_rate_8h_column,
     publish_funding_month,
 )
 from tradecore_lib.train.config import load_train_config
@@ -61,9 +61,9 @@ def test_the_engine_charges_a_months_rates_to_a_constant_long(local_lake, seed):
     # an evaluation frame: the last two days of February warm the env, March is walked
     frame = _flat_frame(MARCH.start_ms - 2 * 86_400_000, MARCH.end_ms, rng)
     ts_ms = frame["ts"].to_numpy(dtype="datetime64[ms]").astype(np.int64)
-    column, files = funding_rate_8h_column(local_lake, FUTURES, ts_ms)
+    column, files = funding_charge_column(local_lake, FUTURES, ts_ms)
     assert sorted(files) == [FEBRUARY, MARCH]
-    frame["funding_rate_8h"] = column
+    frame["funding_charge"] = column
     start = int(np.searchsorted(ts_ms, MARCH.start_ms))
     # the column takes precedence over the preset's constant
     settings = {"preset": "default", "funding_rate_8h": 0.001, "stop_loss_bps": 5000.0}
@@ -111,9 +111,8 @@ def test_frames_carry_the_venues_funding_and_its_lineage(futures_lake):
     ts_ms = data.frame["ts"].to_numpy(dtype="datetime64[ms]").astype(np.int64)
     truth = server.fake.funding
     charged = (truth.ts_ms >= ts_ms[0]) & (truth.ts_ms < ts_ms[-1] + MINUTE_MS)
-    column = data.frame["funding_rate_8h"].to_numpy()
-    # one-minute bars: a bar's 8-hour rate times 1/480 is what it charges
-    assert math.isclose(column.sum() / 480, math.fsum(truth.relative[charged]), rel_tol=1e-12)
+    column = data.frame["funding_charge"].to_numpy()
+    assert math.isclose(column.sum(), math.fsum(truth.relative[charged]), rel_tol=1e-12)
     assert np.count_nonzero(column) == charged.sum()  # the fake's hours are an hour apart
     for used in (data.partitions[0], data.warmup_partition):
         key = funding_key(FUTURES, Month.parse(used.month))
@@ -124,7 +123,7 @@ def test_frames_carry_the_venues_funding_and_its_lineage(futures_lake):
     plain = FUTURES.model_copy(update={"holding_costs": FUTURES.holding_costs.model_copy(
         update={"funding": "none"})})
     data = load_frame(lake, plain, [MARCH], "default")
-    assert "funding_rate_8h" not in data.frame.columns
+    assert "funding_charge" not in data.frame.columns
     assert "funding_key" not in data.partitions[0].to_dict()
 
 

@@ -60,7 +60,6 @@ class Account:
         self.cfg = cfg
         self.passive = buy_and_hold
         self.borrow_per_bar = cfg.borrow_rate_annual * bar_minutes / (365 * 24 * 60)
-        self.funding_per_bar = bar_minutes / (8 * 60)
         self.cash = self.equity = self.peak = float(cfg.initial_cash)
         self.sl_bps = float(cfg.stop_loss_bps)
         self.tp_bps = float(cfg.take_profit_bps)
@@ -89,7 +88,7 @@ class Account:
         return fee
 
     def play(self, bar: int, target: float, d_sl: float, d_tp: float, o: float, h: float,
-             lo: float, c: float, end: bool, day: int = 0, funding_rate: float = 0.0) -> Step:
+             lo: float, c: float, end: bool, day: int = 0, funding_charge: float = 0.0) -> Step:
         cfg = self.cfg
         slip = cfg.slippage_bps / 10_000.0
         equity_before = self.equity
@@ -159,7 +158,7 @@ class Account:
 
         # 3. holding costs, mark to market
         borrow = -self.qty * c * self.borrow_per_bar if self.qty < 0 else 0.0
-        funding = self.qty * c * funding_rate * self.funding_per_bar
+        funding = self.qty * c * funding_charge
         self.cash -= borrow + funding
         self.borrow_paid += borrow
         self.funding_paid += funding

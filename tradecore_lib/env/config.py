@@ -118,8 +118,8 @@ class EnvConfig(ConfigModel):
     funding_rate_8h: Number = Field(
         default=0.0, ge=-0.1, le=0.1,
         description="Funding rate of a perpetual future per 8 hours, charged pro rata every "
-        "bar (longs pay a positive rate, shorts receive it); a frame column funding_rate_8h "
-        "(the venue's historical rates) takes precedence.")
+        "bar (longs pay a positive rate, shorts receive it); a frame column funding_charge "
+        "(the venue's historical rates, each period's on its bar) takes precedence.")
     initial_cash: Number = Field(
         default=10_000.0, gt=0.0, le=1e12, description="Starting equity, quote currency.")
     reward_scale: Number = Field(

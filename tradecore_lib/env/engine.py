@@ -25,12 +25,12 @@ from tradecore_lib.env.spaces import START_BLOCK, draw_start_block
 
 BPS = 10_000.0
 MINUTES_PER_YEAR = 365 * 24 * 60  # borrow accrues over a 365-day year
-FUNDING_MINUTES = 8 * 60  # funding rates are quoted per 8 hours
 
 
 def kernel_params(cfg: EnvConfig, bar_minutes: float) -> np.ndarray:
     """The float64 parameter vector of ``cfg`` in :data:`~kernels.PARAM_NAMES` order, for
-    bars of ``bar_minutes`` minutes (the holding costs are charged per bar)."""
+    bars of ``bar_minutes`` minutes (borrow is charged per bar; funding comes per bar in
+    :attr:`MarketData.funding`)."""
     scale = float(cfg.reward_scale)
     values = {
         "nudge_step_bps": cfg.nudge_step_bps,
@@ -44,7 +44,6 @@ def kernel_params(cfg: EnvConfig, bar_minutes: float) -> np.ndarray:
         "max_total_loss": cfg.max_total_loss or 0.0,
         "daily_loss_limit": cfg.daily_loss_limit or 0.0,
         "borrow_per_bar": cfg.borrow_rate_annual * bar_minutes / MINUTES_PER_YEAR,
-        "funding_per_bar": bar_minutes / FUNDING_MINUTES,
         "initial_cash": cfg.initial_cash,
         "differential_sharpe": 1.0 if cfg.reward == "differential_sharpe" else 0.0,
         "sharpe_eta": cfg.sharpe_eta,

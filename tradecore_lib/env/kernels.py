@@ -32,8 +32,9 @@ so a fill price may lie just outside the bar's range. Fees are ``|qty| * price *
    re-enters only when the target changes. The buy-and-hold account has no stops.
 3. *Holding costs* on the position held through the bar, valued at the close: a short pays
    ``borrow_rate_annual`` pro rata (365-day year, the bar's length from the data); funding
-   of a perpetual future is ``qty * close * funding_rate_8h * bar_minutes / 480`` (longs pay
-   a positive rate, shorts receive it).
+   of a perpetual future is ``qty * close * funding[t]``, ``funding[t]`` the fraction of
+   notional charged on the bar (:attr:`MarketData.funding`; longs pay a positive charge,
+   shorts receive it).
 4. *Mark to market* at the close: ``equity = cash + qty * close``; drawdown from the
    high-water mark (over the episode in training, over the whole split in a walk).
 5. *Kill switch and guardrails*, checked at the close: drawdown >= ``max_drawdown`` or
@@ -114,7 +115,7 @@ FILLS_PER_BAR = 3  # most fills one account can make on one bar (market, exit, e
 PARAM_NAMES = (
     "nudge_step_bps", "sl_lo", "sl_hi", "tp_lo", "tp_hi", "maker_fee", "taker_fee", "slippage",
     "rebalance_threshold", "risk_pct", "max_leverage", "max_drawdown", "reward_scale", "k_fee",
-    "k_drawdown", "max_total_loss", "daily_loss_limit", "borrow_per_bar", "funding_per_bar",
+    "k_drawdown", "max_total_loss", "daily_loss_limit", "borrow_per_bar",
     "initial_cash", "differential_sharpe", "sharpe_eta",
 )
 
@@ -136,7 +137,7 @@ def _param_tuple(p: np.ndarray) -> tuple:
     """The parameter vector as a tuple: the loops read it from registers (from the array
     they would reload it for every account, since the state array might alias it)."""
     return (p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12],
-            p[13], p[14], p[15], p[16], p[17], p[18], p[19], p[20], p[21])
+            p[13], p[14], p[15], p[16], p[17], p[18], p[19], p[20])
 
 
 @njit(cache=True, inline="always")
@@ -166,16 +167,16 @@ def _play_accounts(state: np.ndarray, target: np.ndarray, d_sl: np.ndarray, d_tp
     """The rules (see the module docstring): play bar ``bar[j]`` for every account ``j`` with
     target ``target[j]`` (nudges ``d_sl[j]``/``d_tp[j]``, in steps), ``is_end[j]`` when the bar
     is the last of its episode or segment, ``mode[j]`` :data:`RULES` or
-    :data:`BUY_AND_HOLD`. ``day``: (T,) UTC day of each bar; ``funding``: (T,) 8-hour funding
-    rate of each bar. Updates ``state[:, j]``, writes ``info[:, j]``, ``reward[j]`` and
-    ``terminated_out[j]``.
+    :data:`BUY_AND_HOLD`. ``day``: (T,) UTC day of each bar; ``funding``: (T,) funding charged
+    on each bar, fraction of notional. Updates ``state[:, j]``, writes ``info[:, j]``,
+    ``reward[j]`` and ``terminated_out[j]``.
 
     The rules are written in this one loop body rather than in a function called per account:
     numba reference-counts the arrays passed to a call, which made the training step twice as
     slow."""
     (step, sl_lo, sl_hi, tp_lo, tp_hi, maker, taker, slip, threshold, risk_pct, leverage,
      max_drawdown, scale, k_fee, k_dd, max_total_loss, daily_loss_limit, borrow_per_bar,
-     funding_per_bar, initial, differential_sharpe, eta) = _param_tuple(p)
+     initial, differential_sharpe, eta) = _param_tuple(p)
     for j in range(state.shape[1]):
         i = bar[j]
         o = opens[i]
@@ -284,7 +285,7 @@ def _play_accounts(state: np.ndarray, target: np.ndarray, d_sl: np.ndarray, d_tp
         pending = -1.0
         # holding costs of the position held through the bar
         borrow = -qty * c * borrow_per_bar if qty < 0.0 else 0.0
-        funding_cost = qty * c * funding[i] * funding_per_bar
+        funding_cost = qty * c * funding[i]
         cash = cash - borrow - funding_cost
         equity = cash + qty * c
         peak = _max(state[PEAK, j], equity)

@@ -32,7 +32,10 @@ from tradecore_lib.months import MINUTE_MS
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 REQUIRED_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
-FUNDING_COLUMN = "funding_rate_8h"
+# A frame column of the funding charged on each bar (fraction of notional; a venue's history
+# with each funding period on its bar); without it the preset's funding_rate_8h applies.
+FUNDING_COLUMN = "funding_charge"
+FUNDING_MINUTES = 8 * 60  # funding_rate_8h is quoted per 8 hours
 NON_FEATURE_COLUMNS = frozenset({"ts", "open", "high", "low", "close", "volume", "trades",
                                  FUNDING_COLUMN})
 DAY_MS = 86_400_000
@@ -96,8 +99,10 @@ class MarketData:
         starts: (K,) int64 sorted decision bars where an episode may begin.
         episode_end: (T,) int64; for a start ``t0`` the last bar its episode may fill on.
         day: (T,) int64 UTC day of each bar (days since the epoch).
-        funding: (T,) float64 funding rate per 8 hours of each bar: the frame's
-            ``funding_rate_8h`` column (a venue's history), else the preset's constant.
+        funding: (T,) float64 funding charged on each bar, fraction of notional (a long pays
+            a positive charge, a short receives it): the frame's ``funding_charge`` column (a
+            venue's history), else the preset's ``funding_rate_8h`` pro rata
+            (``* bar_minutes / 480``).
         bar_minutes: length of one bar, the median step of ``ts`` (minutes).
     """
 
@@ -174,14 +179,15 @@ class MarketData:
         flat = values.reshape(-1)
         windows = as_strided(flat, shape=(max(n_rows - w + 1, 0), w * n_cols),
                              strides=(n_cols * flat.itemsize, flat.itemsize), writeable=False)
+        bar_minutes = float(np.median(np.diff(ts))) / MINUTE_MS if len(ts) > 1 else 1.0
         if FUNDING_COLUMN in frame.columns:
             funding = frame[FUNDING_COLUMN].to_numpy(dtype=np.float64, na_value=np.nan)
             if not np.isfinite(funding).all():
                 raise FrameError(f"frame column {FUNDING_COLUMN!r} has a missing value at row "
                                  f"{int(np.argmax(~np.isfinite(funding)))}")
         else:
-            funding = np.full(len(ts), float(cfg.funding_rate_8h))
-        bar_minutes = float(np.median(np.diff(ts))) / MINUTE_MS if len(ts) > 1 else 1.0
+            per_bar = float(cfg.funding_rate_8h) * bar_minutes / FUNDING_MINUTES
+            funding = np.full(len(ts), per_bar)
         return cls(
             ts_ms=ts, open=o, high=h, low=lo, close=c,
             columns=(*PRICE_COLUMNS, "volume", *feats), values=values, windows=windows,

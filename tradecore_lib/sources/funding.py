@@ -22,9 +22,9 @@ with :data:`FUNDING_SCHEMA`: ``ts`` timestamp[ms, UTC] (sorted, unique) and ``ra
 falls in (bar ``t`` covers ``[ts_t, ts_t + bar_ms)``; a ``ts`` in a gap between bars goes to
 the last bar before it, whose position was held over the gap), so a position of notional
 ``N`` held through bar ``t`` pays ``N * charge[t]``: over a month of bars the charges of a
-constant long of notional 1 add up to the month's rates. :func:`funding_rate_8h_column` gives
-the same charges in the engine's units, as the frame column ``funding_rate_8h`` the engine
-reads (it charges ``qty * close * funding_rate_8h * bar_minutes / 480`` per bar).
+constant long of notional 1 add up to the month's rates. :func:`funding_charge_column` gives
+them for a frame's bars, as the frame column ``funding_charge`` the engine charges
+(``qty * close * funding_charge`` per bar).
 """
 
 from __future__ import annotations
@@ -287,9 +287,9 @@ def funding_per_bar(bar_ts_ms: np.ndarray, bar_ms: int, funding_ts_ms: np.ndarra
     return charges
 
 
-def funding_rate_8h_column(lake: Lake, market: Market, bar_ts_ms: np.ndarray
-                           ) -> tuple[np.ndarray, dict[Month, StoredFile]]:
-    """The engine's ``funding_rate_8h`` frame column charging ``market``'s stored funding.
+def funding_charge_column(lake: Lake, market: Market, bar_ts_ms: np.ndarray
+                          ) -> tuple[np.ndarray, dict[Month, StoredFile]]:
+    """The engine's ``funding_charge`` frame column charging ``market``'s stored funding.
 
     Args:
         bar_ts_ms: (T,) int64 open times of a frame of the lake's one-minute candles, epoch
@@ -297,22 +297,16 @@ def funding_rate_8h_column(lake: Lake, market: Market, bar_ts_ms: np.ndarray
 
     Returns:
         (T,) float64 column and the funding file read for each month the bars touch. Each bar
-        holds the 8-hour-equivalent rate that charges, over that one bar, the rates of the
-        periods falling in it (:func:`funding_per_bar`): ``charge * 480 / bar_minutes``, with
-        one-minute bars (the lake's grid; the engine measures the bar as the median step of
-        ``ts``, one minute for every month within its gap tolerance). Bars without a period
-        hold 0.
+        holds the summed rates of the periods falling in it (:func:`funding_per_bar`, bars of
+        the lake's one-minute grid); bars without a period hold 0.
 
     Raises:
         MissingFundingError: a month the bars touch has no funding partition.
     """
-    from tradecore_lib.env.engine import FUNDING_MINUTES  # the engine loads with the frames
-
     bar_ts_ms = np.asarray(bar_ts_ms, dtype=np.int64)
     if not bar_ts_ms.size:
         return np.zeros(0), {}
     months = months_between(Month.of_ms(int(bar_ts_ms[0])), Month.of_ms(int(bar_ts_ms[-1])))
     ts, rates, files = read_funding(lake, market, months)
     charges = funding_per_bar(bar_ts_ms, MINUTE_MS, ts, rates)
-    bars_per_8h = FUNDING_MINUTES * 60_000 / MINUTE_MS
-    return charges * bars_per_8h, dict(zip(months, files, strict=True))
+    return charges, dict(zip(months, files, strict=True))

@@ -9,8 +9,8 @@ are warm when the split begins, as training sees them, and the first decision is
 split's first bar (:attr:`MarketFrame.decision_start`, the row the backtest starts at).
 
 A market charging its venue's funding (``holding_costs.funding: venue``) gets the stored
-``<market>/funding`` periods as the engine's ``funding_rate_8h`` column, aligned to the
-frame's bars (:func:`tradecore_lib.sources.funding.funding_rate_8h_column`), and each month's
+``<market>/funding`` periods as the engine's ``funding_charge`` column, aligned to the
+frame's bars (:func:`tradecore_lib.sources.funding.funding_charge_column`), and each month's
 funding file in its :class:`PartitionUsed`.
 """
 
@@ -27,7 +27,7 @@ from tradecore_lib.features import feature_key
 from tradecore_lib.lake import Lake, candle_key
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
-from tradecore_lib.sources.funding import funding_rate_8h_column
+from tradecore_lib.sources.funding import funding_charge_column
 
 
 class MissingDataError(TradeCoreError, FileNotFoundError):
@@ -114,7 +114,7 @@ def _with_funding(lake: Lake, market: Market, data: MarketFrame) -> MarketFrame:
     if not market.funding_from_venue:
         return data
     ts_ms = data.frame["ts"].dt.tz_convert(None).to_numpy(dtype="datetime64[ms]").view("int64")
-    column, files = funding_rate_8h_column(lake, market, ts_ms)
+    column, files = funding_charge_column(lake, market, ts_ms)
     data.frame[FUNDING_COLUMN] = column
 
     def with_file(used: PartitionUsed) -> PartitionUsed:
