@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from tradecore_lib.markets import Market, load_markets
+from tradecore_pipelines.alerting import alerting_definitions
 from tradecore_pipelines.assets.candles import build_candle_checks, build_candles_asset
 from tradecore_pipelines.assets.champion import build_champion
 from tradecore_pipelines.assets.evaluation import build_evaluation, build_promotion_gate
@@ -16,6 +17,7 @@ from tradecore_pipelines.assets.funding import build_funding_asset, has_funding_
 from tradecore_pipelines.assets.manifest import build_manifest_asset
 from tradecore_pipelines.assets.signals import build_signals
 from tradecore_pipelines.assets.training import build_ppo_agent
+from tradecore_pipelines.automation import automation_definitions
 from tradecore_pipelines.io_managers import RECORDS_IO_MANAGER, RecordIOManager
 from tradecore_pipelines.resources import LakeResource, default_lake_resource
 from tradecore_pipelines.resources_ml import MlflowResource, default_mlflow_resource
@@ -55,7 +57,7 @@ def chains_definitions(markets: Sequence[Market], resources: dict[str, Any],
 
 def build_definitions() -> dg.Definitions:
     markets = load_markets()
-    return chains_definitions(
+    chains = chains_definitions(
         markets, chain_resources(default_lake_resource(), default_mlflow_resource()),
         schedules=[
             build_refresh_schedule(market, cron_schedule=market.refresh_cron)
@@ -67,6 +69,8 @@ def build_definitions() -> dg.Definitions:
         sensors=[build_landing_sensor(markets, default_status=dg.DefaultSensorStatus.RUNNING),
                  build_run_worker_sensor()],
     )
+    return dg.Definitions.merge(chains, automation_definitions(markets),
+                                alerting_definitions(markets))
 
 
 def chain_resources(lake: LakeResource, mlflow: MlflowResource) -> dict[str, Any]:
