@@ -22,8 +22,10 @@ from tradecore_pipelines.io_managers import RECORDS_IO_MANAGER, RecordIOManager
 from tradecore_pipelines.resources import LakeResource, default_lake_resource
 from tradecore_pipelines.resources_ml import MlflowResource, default_mlflow_resource
 from tradecore_pipelines.run_monitoring import build_run_worker_sensor
+from tradecore_pipelines.runpod import PipesRunPodClient, build_runpod_reaper, default_runpod_client
 from tradecore_pipelines.schedules import build_refresh_schedule
 from tradecore_pipelines.sensors import build_landing_sensor
+from tradecore_pipelines.training_compute import default_compute
 
 
 def market_chain(market: Market) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
@@ -57,8 +59,12 @@ def chains_definitions(markets: Sequence[Market], resources: dict[str, Any],
 
 def build_definitions() -> dg.Definitions:
     markets = load_markets()
+    runpod = default_runpod_client()
+    if default_compute() == "runpod":
+        # RunPod as the deployment's compute without its key or volume fails here, at load.
+        runpod.check_ready()
     chains = chains_definitions(
-        markets, chain_resources(default_lake_resource(), default_mlflow_resource()),
+        markets, chain_resources(default_lake_resource(), default_mlflow_resource(), runpod),
         schedules=[
             build_refresh_schedule(market, cron_schedule=market.refresh_cron)
             for market in markets
@@ -67,19 +73,22 @@ def build_definitions() -> dg.Definitions:
         # Dropped archives are local and offline-safe, so the sensor runs by default; the
         # refresh schedules call Kraken and are switched on by the user.
         sensors=[build_landing_sensor(markets, default_status=dg.DefaultSensorStatus.RUNNING),
-                 build_run_worker_sensor()],
+                 build_run_worker_sensor(), build_runpod_reaper()],
     )
     return dg.Definitions.merge(chains, automation_definitions(markets),
                                 alerting_definitions(markets))
 
 
-def chain_resources(lake: LakeResource, mlflow: MlflowResource) -> dict[str, Any]:
-    """The resources every chain needs: the lake, MLflow, the Pipes client for training and
-    the record IO manager of the typed hand-offs."""
+def chain_resources(lake: LakeResource, mlflow: MlflowResource,
+                    runpod: PipesRunPodClient | None = None) -> dict[str, Any]:
+    """The resources every chain needs: the lake, MLflow, the Pipes clients for training (a
+    local child process, a RunPod pod: the deployment's by default) and the record IO manager
+    of the typed hand-offs."""
     return {
         "lake": lake,
         "mlflow": mlflow,
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        "runpod": runpod if runpod is not None else default_runpod_client(),
         RECORDS_IO_MANAGER: RecordIOManager(lake=lake, mlflow=mlflow),
     }
 

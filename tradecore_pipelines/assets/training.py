@@ -12,11 +12,14 @@ No ``from __future__ import annotations`` here: Dagster resolves the generated c
 field types at definition time.
 """
 
+from collections.abc import Callable
+
 import dagster as dg
 from pydantic import Field
 
 from tradecore_lib.markets import Market
 from tradecore_lib.months import utc_now_ms
+from tradecore_lib.runpod import PodSpec, load_pod_spec
 from tradecore_lib.train.checkpoints import RunStore
 from tradecore_lib.train.config import Fold, TrainConfig, load_train_config
 from tradecore_lib.train.launch import (
@@ -24,7 +27,6 @@ from tradecore_lib.train.launch import (
     drop_unset,
     overrides_model,
     plan_folds,
-    s3_env,
 )
 from tradecore_lib.train.record import FoldRun, RunRecord
 from tradecore_pipelines.assets.features import features_key
@@ -35,14 +37,36 @@ from tradecore_pipelines.io_managers import RECORDS_IO_MANAGER, current_champion
 from tradecore_pipelines.metadata import records_table
 from tradecore_pipelines.resources import LakeResource
 from tradecore_pipelines.resources_ml import MlflowResource
+from tradecore_pipelines.runpod import PipesRunPodClient
+from tradecore_pipelines.training_compute import (
+    COMPUTE_ENV,
+    check_compute,
+    default_compute,
+    train_local,
+    train_on_runpod,
+)
 
-# The launchpad config: every TrainConfig field, optional, as an override of the preset.
+# The launchpad config: every TrainConfig field, optional, as an override of the preset; the
+# compute it runs on; and the pod, for RunPod compute.
 PPOAgentConfig = overrides_model(
     TrainConfig, base=dg.Config,
     preset=(str | None, Field(default=None, description="Training preset in configs/train/; "
                               "null takes the market's train_preset. Every other field set "
                               "here overrides the preset's value.")),
+    compute=(str, Field(default=default_compute(), description="Where to train: local (a "
+                        "child process here) or runpod (a GPU pod). The default is the "
+                        f"deployment's {COMPUTE_ENV} (local when unset).")),
+    runpod_preset=(str, Field(default="pytorch", description="Pod preset in configs/runpod/ "
+                              "(image, GPU types, spot or on-demand, cost guards), used with "
+                              "compute runpod.")),
+    runpod=(overrides_model(PodSpec, base=dg.Config) | None,
+            Field(default=None, description="Overrides of the pod preset's fields.")),
 )
+
+# At most this many trainings run at once (a Dagster concurrency pool; its limit is the
+# instance's `concurrency.pools.default_limit`, 1 in the dagster.yaml the Makefile writes): with
+# RunPod compute, the number of GPU pods TradeCore rents at once.
+TRAINING_POOL = "training"
 
 
 def ppo_agent_key(market: Market) -> dg.AssetKey:
@@ -60,11 +84,13 @@ def build_ppo_agent(market: Market) -> dg.AssetsDefinition:
         tags=layer_tags(PPO_AGENT),
         deps=[features_key(market)],
         io_manager_key=RECORDS_IO_MANAGER,
+        pool=TRAINING_POOL,
         kinds={"pytorch", "python"},
         description=f"SB3 PPO agent of {market.name} trained on TradeVecEnv over the preset's "
         f"train months (default preset `{market.train_preset}`"
-        f"{'' if preset.windows is None else ', walk-forward folds'}), in a child process "
-        "through Dagster Pipes. One versioned checkpoint per run under "
+        f"{'' if preset.windows is None else ', walk-forward folds'}), through Dagster Pipes "
+        "in a child process (compute local) or a RunPod GPU pod (compute runpod). One "
+        "versioned checkpoint per run under "
         f"<lake_root>/models/{market.name}/<run_id>/; re-running after a crash resumes it. "
         "Logged to MLflow (the newest fold registered). Its value is the run record "
         "(run ids, checkpoints, config and lineage digests) that evaluation judges.",
@@ -76,13 +102,18 @@ def build_ppo_agent(market: Market) -> dg.AssetsDefinition:
         lake: LakeResource,
         mlflow: MlflowResource,
         pipes_subprocess_client: dg.PipesSubprocessClient,
+        runpod: PipesRunPodClient,
     ) -> dg.Output[RunRecord]:
         overrides = drop_unset(config.model_dump())
+        compute = overrides.pop("compute")
+        pod_preset, pod_overrides = overrides.pop("runpod_preset"), overrides.pop("runpod", {})
         request = TrainRequest(market=market.name,
                                preset=overrides.pop("preset", None) or market.train_preset,
                                overrides=overrides, lake_root=lake.root)
         store_lake = lake.get_lake()
         with step_failures():
+            check_compute(compute, runpod)
+            spec = load_pod_spec(pod_preset, pod_overrides) if compute == "runpod" else None
             # A bad value, a missing month or unchecked candles fail here, before training.
             cfg, folds = plan_folds(store_lake, market, request, utc_now_ms())
             require_checked_candles(context.instance, store_lake, market,
@@ -92,13 +123,19 @@ def build_ppo_agent(market: Market) -> dg.AssetsDefinition:
                 start = _champion_run(context, lake, mlflow, market)
                 folds = [(fold, fold_request.model_copy(update={"warm_start_from": start}))
                          for fold, fold_request in folds]
-        runs, reported = _train_folds(context, pipes_subprocess_client, lake, market, folds)
+        def train_fold(fold_request: TrainRequest) -> dict:
+            if spec is None:
+                return train_local(context, pipes_subprocess_client, lake, fold_request)
+            return train_on_runpod(context, runpod, spec, lake, market, cfg, fold_request)
+
+        runs, reported = _train_folds(context, lake, market, folds, train_fold)
         tracker = mlflow.get_tracker()
         record = tracker.log_record(store_lake,
                                     RunRecord.of(market.name, cfg, context.run.run_id, runs))
         context.log.info(f"MLflow ({tracker.where}): {record.newest.mlflow}")
         newest = RunStore(store_lake, market.name, record.run_id)
-        return dg.Output(record, metadata=_metadata(record, newest, reported, request))
+        return dg.Output(record, metadata={**_metadata(record, newest, reported, request),
+                                           "compute": compute})
 
     return ppo_agent
 
@@ -116,19 +153,17 @@ def _champion_run(context: dg.AssetExecutionContext, lake: LakeResource,
     return champion.run_id
 
 
-def _train_folds(context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient,
-                 lake: LakeResource, market: Market, folds: list[tuple[Fold, TrainRequest]]
-                 ) -> tuple[list[FoldRun], dict]:
-    """Run the training process once per fold, oldest first; the folds' records and the
-    newest fold's reported metadata (steps, final reward, ...)."""
+def _train_folds(context: dg.AssetExecutionContext, lake: LakeResource, market: Market,
+                 folds: list[tuple[Fold, TrainRequest]],
+                 train_fold: Callable[[TrainRequest], dict]) -> tuple[list[FoldRun], dict]:
+    """Run ``train_fold`` once per fold, oldest first; the folds' records and the newest
+    fold's reported metadata (steps, final reward, ...)."""
     runs, reported = [], {}
     for fold, request in folds:
         context.log.info(f"fold {fold.index + 1}/{len(folds)}: train "
                          f"{[str(m) for m in fold.train]}, validate "
                          f"{[str(m) for m in fold.validation]}")
-        # Credentials reach the child as env vars only, never on its command line.
-        reported = pipes.run(context=context, command=request.argv(),
-                             env=s3_env(lake.s3_options())).get_materialize_result().metadata
+        reported = train_fold(request)
         store = RunStore(lake.get_lake(), market.name, str(reported["run_id"].value))
         runs.append(FoldRun.from_store(store, fold.index))
     return runs, reported

@@ -1,0 +1,160 @@
+"""Where ``ppo_agent`` trains: ``local`` (a child process through ``PipesSubprocessClient``) or
+``runpod`` (a GPU pod through :class:`~tradecore_pipelines.runpod.PipesRunPodClient`).
+
+Both run the same entry point on the same request and report the same metadata; the run id
+(a digest of market, config and data) is the same, so the checkpoint a pod writes is the one a
+local run would have written. With ``runpod``:
+
+* the pod reads and writes only the network volume. Unless the lake already *is* the volume
+  (``TRADECORE_LAKE_ROOT=s3://<volume id>/tradecore/lake`` on the volume's S3 API), the fold's
+  inputs (candles, features and funding of its train months, the warm-start champion's model)
+  are staged first to ``tradecore/lake/`` on the volume, and the finished run folder
+  ``models/<market>/<run_id>/`` is copied back into the lake afterwards. A re-run after a
+  failure or preemption finds the run's checkpoints still on the volume and resumes them.
+* ``configs/`` is staged to ``tradecore/configs/<digest>/`` and the pod's
+  ``TRADECORE_CONFIG_DIR`` points at it, so the pod resolves the preset exactly as here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from tradecore_lib.errors import ConfigError
+from tradecore_lib.features import feature_key
+from tradecore_lib.lake import Lake, candle_key
+from tradecore_lib.markets import Market
+from tradecore_lib.runpod import PodSpec
+from tradecore_lib.sources.funding import funding_key
+from tradecore_lib.train.checkpoints import MODEL, VECNORMALIZE, run_prefix
+from tradecore_lib.train.config import TrainConfig
+from tradecore_lib.train.launch import TrainRequest, s3_env
+from tradecore_pipelines.resources import LakeResource
+from tradecore_pipelines.runpod import PipesRunPodClient, stage_configs
+
+COMPUTE_ENV = "TRADECORE_TRAINING_COMPUTE"
+COMPUTES = ("local", "runpod")
+VOLUME_LAKE = "tradecore/lake"
+
+
+def default_compute() -> str:
+    """The deployment's training compute, ``TRADECORE_TRAINING_COMPUTE`` (``local`` if unset).
+
+    Raises:
+        ConfigError: the variable names no compute (read when the code location loads).
+    """
+    value = os.environ.get(COMPUTE_ENV, "").strip() or "local"
+    if value not in COMPUTES:
+        raise ConfigError(f"{COMPUTE_ENV}={value!r} is not a training compute; use one of "
+                          f"{', '.join(COMPUTES)}")
+    return value
+
+
+def check_compute(compute: str, runpod: PipesRunPodClient) -> None:
+    """Refuse an unknown compute, and ``runpod`` without its key or volume, before anything."""
+    if compute not in COMPUTES:
+        raise ConfigError(f"compute {compute!r} is not a training compute; use one of "
+                          f"{', '.join(COMPUTES)}")
+    if compute == "runpod":
+        runpod.check_ready()
+
+
+def train_local(context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient,
+                lake: LakeResource, request: TrainRequest) -> dict[str, Any]:
+    """One fold in a child process on this machine; the reported metadata."""
+    # Credentials reach the child as env vars only, never on its command line.
+    return dict(pipes.run(context=context, command=request.argv(),
+                          env=s3_env(lake.s3_options())).get_materialize_result().metadata)
+
+
+def train_on_runpod(context: dg.AssetExecutionContext, runpod: PipesRunPodClient,
+                    spec: PodSpec, lake: LakeResource, market: Market, cfg: TrainConfig,
+                    request: TrainRequest) -> dict[str, Any]:
+    """One fold in a RunPod pod: stage, train, copy the run back; the reported metadata (its
+    URIs are the lake's, as a local run reports them)."""
+    volume = runpod.volume()
+    s3 = runpod.s3_client()
+    mount = spec.volume_mount_path
+    store = lake.get_lake()
+    on_volume = _is_volume_lake(lake, runpod)
+    if not on_volume:
+        staged = stage_inputs(store, s3, volume, market, cfg, request)
+        context.log.info(f"staged {staged} input object(s) to s3://{volume}/{VOLUME_LAKE}")
+    configs = stage_configs(s3, volume)
+    pod_request = request.model_copy(update={"lake_root": f"{mount}/{VOLUME_LAKE}"})
+    invocation = runpod.run(context=context, command=pod_request.argv(python="python"),
+                            spec=spec, env={"TRADECORE_CONFIG_DIR": f"{mount}/{configs}"})
+    reported = dict(invocation.get_materialize_result().metadata)
+    run_id = str(reported["run_id"].value)
+    if not on_volume:
+        copied = copy_run_back(s3, volume, store, market, run_id)
+        context.log.info(f"copied run {run_id} ({copied} objects) from the volume into the lake")
+    prefix = run_prefix(market.name, run_id)
+    reported["checkpoint_uri"] = dg.MetadataValue.text(store.uri(prefix))
+    reported["model_uri"] = dg.MetadataValue.text(store.uri(f"{prefix}/{MODEL}"))
+    return reported
+
+
+def _is_volume_lake(lake: LakeResource, runpod: PipesRunPodClient) -> bool:
+    """Whether the lake already lives at ``tradecore/lake`` on the volume's S3 API."""
+    return (lake.root.rstrip("/") == f"s3://{runpod.network_volume_id}/{VOLUME_LAKE}"
+            and (lake.s3.endpoint_url or None) == (runpod.volume_s3.endpoint_url or None))
+
+
+def input_keys(lake: Lake, market: Market, cfg: TrainConfig, request: TrainRequest
+               ) -> Iterator[str]:
+    """The lake keys a training of ``request`` reads: candles, features (and funding) of its
+    train months, and the warm-start champion's network and statistics."""
+    feature_preset = cfg.data.feature_preset or market.feature_preset
+    for month in cfg.data.months("train"):
+        yield candle_key(market, month)
+        yield feature_key(feature_preset, market, month)
+        if market.funding_from_venue:
+            yield funding_key(market, month)
+    if request.warm_start_from:
+        for name in (MODEL, VECNORMALIZE):
+            key = f"{run_prefix(market.name, request.warm_start_from)}/{name}"
+            if lake.exists(key):
+                yield key
+
+
+def stage_inputs(lake: Lake, s3: Any, volume: str, market: Market, cfg: TrainConfig,
+                 request: TrainRequest) -> int:
+    """Copy the fold's inputs to the volume (skipping objects already there with the same
+    sha256, kept in the object's metadata); returns how many were written."""
+    written = 0
+    for key in input_keys(lake, market, cfg, request):
+        data = lake.read_bytes(key)
+        digest = hashlib.sha256(data).hexdigest()
+        target = f"{VOLUME_LAKE}/{key}"
+        if _sha256(s3, volume, target) == digest:
+            continue
+        s3.put_object(Bucket=volume, Key=target, Body=data, Metadata={"sha256": digest})
+        written += 1
+    return written
+
+
+def copy_run_back(s3: Any, volume: str, lake: Lake, market: Market, run_id: str) -> int:
+    """Copy ``models/<market>/<run_id>/`` from the volume into ``lake`` (``model.zip`` last: in
+    the lake as on the volume, its presence marks the run complete)."""
+    prefix = f"{VOLUME_LAKE}/{run_prefix(market.name, run_id)}/"
+    keys = [obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=volume, Prefix=prefix) for obj in page.get("Contents", [])]
+    keys.sort(key=lambda k: (k == f"{prefix}{MODEL}", k))
+    for key in keys:
+        body = s3.get_object(Bucket=volume, Key=key)["Body"].read()
+        lake.write_bytes(key[len(VOLUME_LAKE) + 1:], body)
+    return len(keys)
+
+
+def _sha256(s3: Any, bucket: str, key: str) -> str | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
+    except ClientError:
+        return None
