@@ -36,12 +36,14 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Run monitoring enforces start/cancel timeouts; dead_run_worker_sensor marks a run whose
-# worker process died failed (the default run launcher reports no worker health).
+# worker process died failed (the default run launcher reports no worker health). The pool
+# limit caps the "training" pool: one training (one RunPod GPU pod) at a time.
 $(DEFAULT_DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DEFAULT_DAGSTER_HOME)
 	printf '%s\n' 'telemetry:' '  enabled: false' 'run_monitoring:' '  enabled: true' \
 		'  start_timeout_seconds: 180' '  cancel_timeout_seconds: 180' \
-		'  max_resume_run_attempts: 0' '  poll_interval_seconds: 120' > $@
+		'  max_resume_run_attempts: 0' '  poll_interval_seconds: 120' \
+		'concurrency:' '  pools:' '    default_limit: 1' > $@
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -q

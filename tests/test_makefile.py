@@ -36,4 +36,6 @@ def test_the_instance_the_makefile_creates_has_run_monitoring(tmp_path):
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_settings["max_resume_run_attempts"] == 0
+        # the "training" pool of ppo_agent: one training (one RunPod pod) at a time
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
         assert not instance.telemetry_enabled
