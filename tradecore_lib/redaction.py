@@ -31,8 +31,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 MASK = "***"
 SECRET_VARIABLES = (
     "RUNPOD_API_KEY",
-    "RUNPOD_S3_ACCESS_KEY",
-    "RUNPOD_S3_SECRET",
+    "TRADECORE_RUNPOD_S3_ACCESS_KEY_ID",
+    "TRADECORE_RUNPOD_S3_SECRET_ACCESS_KEY",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
