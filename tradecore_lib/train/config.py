@@ -405,6 +405,39 @@ class PromotionGate(ConfigModel):
     )
 
 
+class GpuSettings(ConfigModel):
+    """GPU habits of a run (the SPY daily trainer's): a thermal guard between rollouts and an
+    optional search for the number of envs. Both are off by default and both are exercised
+    on CPU through an injectable probe (``tradecore_lib.train.gpu``).
+
+    Not part of the run id while the search is off (the guard does not change what is
+    trained: a run it stops resumes where it stopped). With the search on, the run id names
+    the search (its settings and the minibatches per rollout), never its result.
+    """
+
+    max_temperature_c: float | None = Field(
+        default=None, gt=0, le=150,
+        description="Thermal guard: when the GPU is hotter than this (degrees C, read before "
+        "each rollout) training saves a checkpoint and stops (exit code 75, stopped.json in "
+        "the run folder); re-running resumes. Null turns the guard off.",
+    )
+    search_n_envs: bool = Field(
+        default=False,
+        description="Measure n_envs = 8, 16, 32 ... up to max_n_envs (one rollout + one update "
+        "each) and train with the last one whose doubling raised throughput by at least "
+        "search_min_gain (or the last before CUDA ran out of memory). ppo.batch_size scales "
+        "with n_envs (same minibatches per rollout). A resumed run reuses the n_envs of its "
+        "config.json.",
+    )
+    max_n_envs: int = Field(default=1024, ge=8, le=4096,
+                            description="Largest n_envs the search tries.")
+    search_min_gain: float = Field(
+        default=0.05, gt=0, le=10,
+        description="Smallest relative throughput rise (0.05 = 5 %) that makes the search "
+        "double n_envs again.",
+    )
+
+
 class TrainConfig(ConfigModel):
     """One PPO training run on one market, resolved from a preset plus overrides."""
 
@@ -470,6 +503,10 @@ class TrainConfig(ConfigModel):
     promotion: PromotionGate = Field(
         default_factory=PromotionGate, description="Promotion gate limits and margins, on "
         "validation."
+    )
+    gpu: GpuSettings = Field(
+        default_factory=GpuSettings, description="Thermal guard and n_envs search (GPU runs; "
+        "testable on CPU through TRADECORE_GPU_PROBE)."
     )
 
     @model_validator(mode="after")
@@ -569,7 +606,8 @@ class TrainConfig(ConfigModel):
         Everything but :data:`NON_TRAINING_FIELDS`, with sections under the names runs were
         first identified by (:data:`IDENTITY_NAMES`) and fields added since left out while
         they hold their neutral value (:data:`ADDED_FIELDS`), so a run's id is stable across
-        renames and additions.
+        renames and additions. The ``gpu`` section counts only when it searches n_envs (see
+        :class:`GpuSettings`): the id of such a run is the same whatever n_envs it chose.
         """
         dumped = self.model_dump(mode="json", exclude=set(NON_TRAINING_FIELDS))
         for path, neutral in ADDED_FIELDS.items():
@@ -578,6 +616,17 @@ class TrainConfig(ConfigModel):
                 parent = parent[part]
             if parent.get(path[-1], neutral) == neutral:
                 parent.pop(path[-1], None)
+        # The gpu section (added later) leaves the id while the search is off: the thermal
+        # guard does not change what is trained. With the search on, n_envs and
+        # ppo.batch_size are its result (measured, so not deterministic): the id names the
+        # search instead, and the minibatches per rollout that it keeps.
+        dumped.pop("gpu", None)
+        if self.gpu.search_n_envs:
+            dumped.pop("n_envs")
+            dumped["ppo"].pop("batch_size")
+            dumped["gpu"] = {"search_n_envs": True, "max_n_envs": self.gpu.max_n_envs,
+                             "search_min_gain": self.gpu.search_min_gain,
+                             "minibatches": self.rollout_size // self.ppo.batch_size}
         return {IDENTITY_NAMES.get(key, key): value for key, value in dumped.items()}
 
 

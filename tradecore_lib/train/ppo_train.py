@@ -10,6 +10,18 @@ The same command runs standalone (logs to stdout), under Dagster's ``PipesSubpro
 are never loaded here. Re-running the same request resumes the interrupted run (see
 :mod:`tradecore_lib.train.checkpoints` for the run id) and a finished run is not retrained.
 Deterministic on CPU: same data, config and seed give the same final metrics.
+
+GPU awareness (:mod:`tradecore_lib.train.gpu`; on CPU through ``TRADECORE_GPU_PROBE``): the
+GPU's name, memory and temperature are logged at start and ride on every ``metrics.jsonl``
+row (``gpu_temp_c``, ``gpu_mem_used_mib``); the thermal guard (``gpu.max_temperature_c``)
+stops a run between rollouts with a checkpoint, ``stopped.json`` and result metadata
+``stopped_by: "thermal_guard"``, without ``model.zip``; ``gpu.search_n_envs`` measures the
+n_envs to train with (a resumed run keeps the one in its config.json).
+
+Exit codes: 0 the run is complete (trained now or before); 75
+(:data:`~tradecore_lib.train.gpu.THERMAL_STOP_EXIT_CODE`) the thermal guard stopped it, after
+reporting its result (re-run to resume); anything else a failure (an exception: 1, reported
+through Pipes as the closed message's exception).
 """
 
 from __future__ import annotations
@@ -19,11 +31,14 @@ import os
 import pickle
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
@@ -42,13 +57,31 @@ from tradecore_lib.train.checkpoints import (
     RunStore,
     make_run_id,
 )
-from tradecore_lib.train.config import TrainConfig, deep_merge, load_train_config
+from tradecore_lib.train.config import (
+    TrainConfig,
+    deep_merge,
+    load_train_config,
+    parse_train_config,
+)
 from tradecore_lib.train.data import load_frame
+from tradecore_lib.train.gpu import (
+    N_ENVS_SEARCH,
+    STOPPED,
+    STOPPED_BY_THERMAL_GUARD,
+    THERMAL_STOP_EXIT_CODE,
+    GpuMonitor,
+    GpuProbe,
+    gpu_probe,
+    search_n_envs,
+    with_n_envs,
+)
 from tradecore_lib.train.launch import TrainRequest, parse_request, s3_options_from_env
 from tradecore_lib.train.reporting import (
     CheckpointCallback,
     MetricsWriter,
     Reporter,
+    ThermalGuard,
+    ThermalStop,
     model_bytes,
     open_reporter,
     vecnormalize_bytes,
@@ -58,15 +91,29 @@ _ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The entry point; returns the exit code (see the module docstring)."""
     with open_reporter() as report:
         request = parse_request(argv, __doc__.split("\n\n")[0],
                                 lambda name: get_market(name).train_preset)
-        report.result(train(request, report))
-    return 0
+        result = train(request, report)
+        report.result(result)
+    # The result went through Pipes before the code: the orchestrator has both.
+    return THERMAL_STOP_EXIT_CODE if result.get("stopped_by") else 0
 
 
-def train(request: TrainRequest, report: Reporter) -> dict[str, Any]:
-    """Run (or resume, or recognize as done) one training run; returns its result metadata."""
+Measure = Callable[[TrainConfig], float]
+
+
+def train(request: TrainRequest, report: Reporter, *, probe: GpuProbe | None = None,
+          measure: Measure | None = None) -> dict[str, Any]:
+    """Run (or resume, or recognize as done) one training run; returns its result metadata.
+
+    ``probe`` reads the GPU (default: :func:`~tradecore_lib.train.gpu.gpu_probe` of the
+    device); ``measure`` gives the env steps per second of a candidate config in the n_envs
+    search (default: one timed rollout + update, :class:`ThroughputMeter`). A run the
+    thermal guard stopped returns ``stopped_by: "thermal_guard"`` (see
+    :func:`stopped_metadata`).
+    """
     # -- 1. what to train ------------------------------------------------------------------
     market = get_market(request.market)
     # the market's holding costs (markets.yaml) replace its env preset's; the request's own
@@ -105,18 +152,44 @@ def train(request: TrainRequest, report: Reporter) -> dict[str, Any]:
         "run_id": run_id,
     }
     _check_code_version(store, lineage["code_version"], report)
-    store.write_json(CONFIG, cfg.model_dump(mode="json"))
-    store.write_json(LINEAGE, lineage)
+    if store.exists(STOPPED):
+        before = store.read_json(STOPPED)
+        report.info(f"run {run_id} was stopped by the thermal guard at step {before['step']} "
+                    f"({before['temperature_c']:g} °C); resuming")
 
-    # -- 3. seeds, threads, device ---------------------------------------------------------
-    set_random_seed(cfg.seed)
+    # -- 3. threads, device, GPU -----------------------------------------------------------
     torch.set_num_threads(cfg.torch_threads)
     device = resolve_device(cfg)
+    gpu = GpuMonitor(probe if probe is not None else gpu_probe(device), report.warning)
+    if gpu.probe is not None:
+        guarded = (f"thermal guard at {cfg.gpu.max_temperature_c:g} °C"
+                   if cfg.gpu.max_temperature_c is not None else "thermal guard off")
+        report.info(f"device {device}; GPU {gpu.read().describe()}; {guarded}")
+    else:
+        report.info(f"device {device} (no GPU to report)")
 
-    # -- 4. environment: TradeVecEnv -> VecMonitor (episode rewards) -> VecNormalize -------
+    # -- 4. n_envs: searched (once per run: a resume keeps config.json's), else the preset's
+    search_table = None
+    if cfg.gpu.search_n_envs:
+        if store.exists(CONFIG):
+            stored = parse_train_config(store.read_json(CONFIG), store.uri(CONFIG))
+            cfg = with_n_envs(cfg, stored.n_envs)
+            report.info(f"n_envs {cfg.n_envs} (batch_size {cfg.ppo.batch_size}) recorded in "
+                        f"{store.uri(CONFIG)}: not searching again")
+        else:
+            cfg, search = search_n_envs(cfg, measure or ThroughputMeter(frame, device),
+                                        report.info)
+            search_table = search.table()
+            store.write_json(N_ENVS_SEARCH, search.to_dict())
+            report.info(f"n_envs search: {search_table}")
+    store.write_json(CONFIG, cfg.model_dump(mode="json"))
+    store.write_json(LINEAGE, lineage)
+    set_random_seed(cfg.seed)  # after the search: its throwaway models do not shift the seed
+
+    # -- 5. environment: TradeVecEnv -> VecMonitor (episode rewards) -> VecNormalize -------
     venv, vec_normalize = make_training_env(cfg, frame)
 
-    # -- 5. model: resume the interrupted run, else warm start or a fresh network ----------
+    # -- 6. model: resume the interrupted run, else warm start or a fresh network ----------
     checkpoint = store.latest_checkpoint()
     rows = store.read_metrics()
     if checkpoint is not None:
@@ -136,13 +209,17 @@ def train(request: TrainRequest, report: Reporter) -> dict[str, Any]:
                        report)
     start_step = model.num_timesteps
 
-    # -- 6. learn ----------------------------------------------------------------------------
-    writer = MetricsWriter(store, rows, cfg.total_timesteps, report.info)
+    # -- 7. learn (the guard after the checkpoints: one checkpoint per step at most) -------
+    writer = MetricsWriter(store, rows, cfg.total_timesteps, report.info, gpu)
     model.set_logger(Logger(folder=None, output_formats=[writer]))
     checkpoints = CheckpointCallback(store, cfg.checkpoint_every_steps, vec_normalize,
                                      report.info, last_step=start_step)
-    model.learn(total_timesteps=cfg.total_timesteps - start_step, callback=checkpoints,
-                log_interval=1, reset_num_timesteps=start_step == 0, progress_bar=False)
+    guard = ThermalGuard(gpu, cfg.gpu.max_temperature_c, checkpoints, report.warning)
+    model.learn(total_timesteps=cfg.total_timesteps - start_step,
+                callback=CallbackList([checkpoints, guard]), log_interval=1,
+                reset_num_timesteps=start_step == 0, progress_bar=False)
+    if guard.stop is not None:
+        return stopped_metadata(store, cfg, guard.stop, device, gpu)
     # SB3 dumps an iteration's losses at the next iteration; record the last update's too.
     final = {"step": model.num_timesteps, **{
         name.split("/")[1]: float(value) for name, value in model.logger.name_to_value.items()
@@ -151,14 +228,19 @@ def train(request: TrainRequest, report: Reporter) -> dict[str, Any]:
     writer.rows.append(final)
     store.write_metrics(writer.rows)
 
-    # -- 7. the versioned checkpoint (model.zip last: it marks the run complete) -----------
+    # -- 8. the versioned checkpoint (model.zip last: it marks the run complete) -----------
     vec_bytes = vecnormalize_bytes(vec_normalize)
     if vec_bytes is not None:
         store.write_bytes(VECNORMALIZE, vec_bytes)
     store.write_bytes(MODEL, model_bytes(model))
     report.info(f"run {run_id} finished: {model.num_timesteps} steps; model at "
                 f"{store.uri(MODEL)}")
-    return result_metadata(store)
+    result = {**result_metadata(store), "device": device}
+    if gpu.last.name:
+        result["gpu_name"] = gpu.last.name
+    if search_table:
+        result["n_envs_search"] = search_table
+    return result
 
 
 def make_training_env(cfg: TrainConfig, frame: pd.DataFrame
@@ -179,6 +261,39 @@ def make_training_env(cfg: TrainConfig, frame: pd.DataFrame
         clip_obs=settings.clip_obs, clip_reward=settings.clip_reward, gamma=cfg.ppo.gamma,
     )
     return vec_normalize, vec_normalize
+
+
+class ThroughputMeter:
+    """The n_envs search's measure: env steps per second of one rollout + one PPO update of a
+    candidate config (n_envs * n_steps transitions), built with the training's own env and
+    model builders on the run's frame and device.
+
+    Its first call is preceded by an untimed one, so that the CUDA context, kernels and the
+    allocator warm up there and not in the first candidate's figure.
+    """
+
+    def __init__(self, frame: pd.DataFrame, device: str) -> None:
+        self.frame = frame
+        self.device = device
+        self._warm = False
+
+    def __call__(self, cfg: TrainConfig) -> float:
+        if not self._warm:
+            self._seconds(cfg)
+            self._warm = True
+        return cfg.rollout_size / self._seconds(cfg)
+
+    def _seconds(self, cfg: TrainConfig) -> float:
+        venv, _ = make_training_env(cfg, self.frame)
+        try:
+            model = new_model(cfg, venv, self.device)
+            start = time.perf_counter()
+            model.learn(total_timesteps=cfg.rollout_size, progress_bar=False)
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            return time.perf_counter() - start
+        finally:
+            venv.close()
 
 
 def new_model(cfg: TrainConfig, venv: VecEnv, device: str) -> PPO:
@@ -233,11 +348,41 @@ def _load_vecnormalize(data: bytes, venv: VecEnv) -> VecNormalize:
     return restored
 
 
+def stopped_metadata(store: RunStore, cfg: TrainConfig, stop: ThermalStop, device: str,
+                     gpu: GpuMonitor) -> dict[str, Any]:
+    """Record a thermal-guard stop (``stopped.json``) and return what the run reports:
+    ``stopped_by: "thermal_guard"``, the step its checkpoint holds and the temperatures."""
+    checkpoint = store.latest_checkpoint()
+    record = {
+        "reason": STOPPED_BY_THERMAL_GUARD,
+        "step": stop.step,
+        "temperature_c": stop.temperature_c,
+        "max_temperature_c": stop.limit_c,
+        "checkpoint_step": checkpoint.step if checkpoint else None,
+        "gpu_name": gpu.last.name,
+        "stopped_at": iso_utc(int(time.time() * 1000)),
+    }
+    store.write_json(STOPPED, record)
+    return {
+        "run_id": store.run_id,
+        "checkpoint_uri": store.uri(),
+        "stopped_by": STOPPED_BY_THERMAL_GUARD,
+        "timesteps": stop.step,
+        "total_timesteps": cfg.total_timesteps,
+        "temperature_c": stop.temperature_c,
+        "max_temperature_c": stop.limit_c,
+        "stopped_uri": store.uri(STOPPED),
+        "device": device,
+        **({"gpu_name": gpu.last.name} if gpu.last.name else {}),
+    }
+
+
 def result_metadata(store: RunStore) -> dict[str, Any]:
-    """What a finished run reports: where it is and its final metrics."""
+    """What a finished run reports: where it is, its final metrics and its sizes."""
     rows = store.read_metrics()
     last_with_reward = next((r for r in reversed(rows) if "ep_rew_mean" in r), {})
     lineage = store.read_json(LINEAGE)
+    config = store.read_json(CONFIG)
     return {
         "run_id": store.run_id,
         "checkpoint_uri": store.uri(),
@@ -249,6 +394,8 @@ def result_metadata(store: RunStore) -> dict[str, Any]:
         "train_months": ", ".join(lineage["train_months"]),
         "code_version": lineage["code_version"],
         "vecnormalize": store.exists(VECNORMALIZE),
+        "n_envs": config["n_envs"],
+        "batch_size": config["ppo"]["batch_size"],
     }
 
 
