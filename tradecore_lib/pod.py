@@ -35,6 +35,7 @@ once.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -399,9 +400,9 @@ class Launcher:
         """The launcher's life; returns its exit status (only reached when signalled)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._forward)
-        self.watchdog.start()
         try:
             if os.path.exists(self.settings.exit_path):
+                self.watchdog.start()
                 _log(f"{self.settings.exit_path} exists ({self._read_exit()}): the command "
                      "already ran in this pod; not running it again")
             else:
@@ -419,11 +420,17 @@ class Launcher:
             self.watchdog.halt()
 
     def _run_child(self) -> int:
-        with self._lock:
-            if self._killed_by is not None:  # the watchdog fired before the command started
-                return 128 + signal.SIGKILL
-            _log(f"running: {' '.join(self.command[:3])} ...")
-            self.child = subprocess.Popen(self.command, start_new_session=True)
+        _log(f"running: {' '.join(self.command[:3])} ...")
+        # Started before the watchdog thread: the fork happens with no other thread alive
+        # (preexec_fn is only safe then).
+        try:
+            self.child = subprocess.Popen(self.command, start_new_session=True,
+                                          preexec_fn=_die_with_parent())
+        except OSError as exc:
+            _log(f"cannot start the command: {exc}")
+            self.watchdog.start()
+            return 127  # the shell's "command not found"
+        self.watchdog.start()
         code = self.child.wait()
         return code if code >= 0 else 128 - code
 
@@ -470,6 +477,30 @@ class Launcher:
         if child.poll() is None:
             _log(f"the command outlived {CHILD_GRACE_S:g} s after SIGTERM: SIGKILL")
             _signal_group(child, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a ``preexec_fn`` making the child get SIGKILL when the launcher dies: the
+    child has its own session, so a kill -9 of the launcher (or of its process group, as a
+    local stand-in for a pod does) must not leave training running without it. None
+    elsewhere (a container's end kills every process anyway)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the launcher died before prctl took effect
+            os._exit(128 + signal.SIGKILL)
+
+    return preexec
 
 
 def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:

@@ -223,8 +223,10 @@ def test_stale_heartbeat_stops_the_command_and_terminates_the_pod(launch, api,
     assert "heartbeat unchanged" in record["killed_by"]
     assert record["exit_code"] == 0  # the command handled its SIGTERM and exited cleanly
     assert marker.read_text() == "SIGTERM"
+    # the server records the call before it answers: the launcher's log line follows
+    _wait(lambda: "terminate_pod(pod-abc123) accepted" in pod.log, what="the accepted line")
     log = pod.log
-    assert "retrying" in log and "terminate_pod(pod-abc123) accepted" in log
+    assert log.count("retrying") == 2
     assert POD_KEY not in log
     pod.stop()
 
@@ -252,6 +254,7 @@ def test_deadline_terminates_the_pod_whatever_the_heartbeat(launch, api, tmp_pat
         _wait(lambda: api.terminations(), what="podTerminate")
     assert api.terminations()[0]["at"] >= deadline
     assert marker.read_text() == "SIGTERM"
+    _wait(lambda: (pod.volume / EXIT_KEY).exists(), what="the exit record")
     assert "deadline passed" in pod.exit_record()["killed_by"]
     pod.stop()
 
@@ -325,4 +328,36 @@ def test_pipes_messages_reach_the_volume_as_chunks(launch, api, tmp_path) -> Non
     assert "a plain stdout line" in stdout
     (closed,) = [m["params"] for m in messages if m["method"] == "closed"]
     assert closed.get("exception") is None
+    pod.stop()
+
+
+def test_the_command_dies_with_a_killed_launcher(launch, api, tmp_path) -> None:
+    # A pod's end kills every process of its container; a launcher killed alone (kill -9)
+    # must not leave training running either, though it runs in its own session.
+    pid_file = tmp_path / "child.pid"
+    pod = launch(_python(f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid()))"
+                         "; time.sleep(120)"))
+    _wait(lambda: pid_file.exists() and pid_file.read_text(), what="the command's pid")
+    child = int(pid_file.read_text())
+    pod.process.kill()
+    pod.process.wait()
+
+    def gone() -> bool:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return True
+        # a zombie until its new parent reaps it: dead all the same
+        with open(f"/proc/{child}/stat") as stat:
+            return stat.read().split(") ", 1)[1].startswith("Z")
+
+    _wait(gone, timeout=10, what="the command to die with its launcher")
+
+
+def test_a_command_that_cannot_start_is_recorded_as_127(launch, api, tmp_path) -> None:
+    pod = launch([str(tmp_path / "no-such-program")])
+    _wait(lambda: (pod.volume / EXIT_KEY).exists(), what="the exit record")
+    assert pod.exit_record()["exit_code"] == 127
+    assert "cannot start the command" in pod.log
+    assert pod.process.poll() is None  # idles all the same
     pod.stop()
