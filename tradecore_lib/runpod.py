@@ -340,12 +340,19 @@ def is_running(pod: Mapping[str, Any] | None) -> bool:
 
 
 def hourly_price(gpu: Mapping[str, Any], spec: PodSpec, interruptible: bool) -> float | None:
-    """What a pod of ``spec`` on GPU type ``gpu`` costs per hour (USD, all GPUs); None if
-    RunPod lists no price for that cloud."""
-    if interruptible:
-        bid = spec.bid_per_gpu or (gpu.get("lowestPrice") or {}).get("minimumBidPrice")
-        return None if bid is None else float(bid) * spec.gpu_count
-    by_cloud = {"SECURE": [gpu.get("securePrice")], "COMMUNITY": [gpu.get("communityPrice")],
-                "ALL": [gpu.get("securePrice"), gpu.get("communityPrice")]}[spec.cloud_type]
+    """What a pod of ``spec`` on GPU type ``gpu`` costs per hour (USD, all its GPUs); None if
+    RunPod lists no price for that cloud.
+
+    A spot pod bids ``spec.bid_per_gpu``, else the cloud's spot price (RunPod's minimum bid
+    there; ``lowestPrice.minimumBidPrice`` is the cheapest over all clouds, so it serves only
+    ``ALL``)."""
+    if interruptible and spec.bid_per_gpu is not None:
+        return spec.bid_per_gpu * spec.gpu_count
+    secure, community = (("secureSpotPrice", "communitySpotPrice") if interruptible
+                         else ("securePrice", "communityPrice"))
+    by_cloud = {"SECURE": [gpu.get(secure)], "COMMUNITY": [gpu.get(community)],
+                "ALL": [gpu.get(secure), gpu.get(community)]}[spec.cloud_type]
     prices = [float(p) for p in by_cloud if p]
+    if not prices and interruptible and spec.cloud_type == "ALL":
+        prices = [float(p) for p in [(gpu.get("lowestPrice") or {}).get("minimumBidPrice")] if p]
     return min(prices) * spec.gpu_count if prices else None

@@ -54,11 +54,10 @@ from tradecore_lib.runpod import (
     hourly_price,
     is_running,
 )
+from tradecore_lib.train.gpu import THERMAL_STOP_EXIT_CODE
 
 POD_PREFIX = "tradecore-"
 HEARTBEATS = "tradecore/heartbeats"
-# The pod-side exit code meaning "stopped by the thermal guard" (tradecore_lib.train.gpu).
-THERMAL_GUARD_EXIT = 75
 
 
 class PodFailure(dg.Failure):
@@ -347,12 +346,12 @@ class PipesRunPodClient(dg.ConfigurableResource, dg.PipesClient):
                                     f"arrive within {self.closed_grace_s:g} s")
             attempt.outcome = "succeeded"
             return "succeeded"
-        attempt.outcome = "stopped_by_thermal_guard" if exit_code == THERMAL_GUARD_EXIT \
+        attempt.outcome = "stopped_by_thermal_guard" if exit_code == THERMAL_STOP_EXIT_CODE \
             else "failed"
         raise PodFailure(description=(
             f"the command in pod {attempt.pod_id} was stopped by the thermal guard (exit code "
             f"{exit_code}); its checkpoint is on the volume and a re-run resumes it"
-            if exit_code == THERMAL_GUARD_EXIT else
+            if exit_code == THERMAL_STOP_EXIT_CODE else
             f"the command in pod {attempt.pod_id} failed with exit code {exit_code} (its "
             "stderr and exception are in this step's logs above)"))
 

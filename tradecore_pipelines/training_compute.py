@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+from dagster._core.errors import DagsterPipesExecutionError
 
 from tradecore_lib.errors import ConfigError
 from tradecore_lib.features import feature_key
@@ -32,6 +33,7 @@ from tradecore_lib.runpod import PodSpec
 from tradecore_lib.sources.funding import funding_key
 from tradecore_lib.train.checkpoints import MODEL, VECNORMALIZE, run_prefix
 from tradecore_lib.train.config import TrainConfig
+from tradecore_lib.train.gpu import THERMAL_STOP_EXIT_CODE
 from tradecore_lib.train.launch import TrainRequest, s3_env
 from tradecore_pipelines.resources import LakeResource
 from tradecore_pipelines.runpod import PipesRunPodClient, stage_configs
@@ -39,6 +41,9 @@ from tradecore_pipelines.runpod import PipesRunPodClient, stage_configs
 COMPUTE_ENV = "TRADECORE_TRAINING_COMPUTE"
 COMPUTES = ("local", "runpod")
 VOLUME_LAKE = "tradecore/lake"
+THERMAL_STOP_MESSAGE = ("training was stopped by the thermal guard (gpu.max_temperature_c): its "
+                        "checkpoint and stopped.json are in the run folder; re-run once the GPU "
+                        "has cooled and it resumes")
 
 
 def default_compute() -> str:
@@ -65,10 +70,21 @@ def check_compute(compute: str, runpod: PipesRunPodClient) -> None:
 
 def train_local(context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient,
                 lake: LakeResource, request: TrainRequest) -> dict[str, Any]:
-    """One fold in a child process on this machine; the reported metadata."""
-    # Credentials reach the child as env vars only, never on its command line.
-    return dict(pipes.run(context=context, command=request.argv(),
-                          env=s3_env(lake.s3_options())).get_materialize_result().metadata)
+    """One fold in a child process on this machine; the reported metadata.
+
+    Raises:
+        dagster.Failure: the thermal guard stopped the training (not retried: the GPU must
+            cool first; a re-run resumes the checkpoint it saved).
+    """
+    try:
+        # Credentials reach the child as env vars only, never on its command line.
+        invocation = pipes.run(context=context, command=request.argv(),
+                               env=s3_env(lake.s3_options()))
+    except DagsterPipesExecutionError as exc:
+        if f"code {THERMAL_STOP_EXIT_CODE}" not in str(exc):
+            raise
+        raise dg.Failure(description=THERMAL_STOP_MESSAGE, allow_retries=False) from None
+    return dict(invocation.get_materialize_result().metadata)
 
 
 def train_on_runpod(context: dg.AssetExecutionContext, runpod: PipesRunPodClient,

@@ -100,13 +100,18 @@ def test_pod_presets_load_and_bad_fields_are_named():
 
 
 def test_hourly_price_reads_the_cloud_and_the_spot_bid():
-    gpu = {"securePrice": 0.69, "communityPrice": 0.44,
-           "lowestPrice": {"minimumBidPrice": 0.29, "uninterruptablePrice": 0.44}}
+    gpu = {"securePrice": 0.69, "communityPrice": 0.44, "secureSpotPrice": 0.35,
+           "communitySpotPrice": 0.20,
+           "lowestPrice": {"minimumBidPrice": 0.20, "uninterruptablePrice": 0.44}}
     spec = load_pod_spec("pytorch", {"gpu_count": 2})
+    anywhere = spec.model_copy(update={"cloud_type": "ALL"})
     assert hourly_price(gpu, spec, interruptible=False) == pytest.approx(1.38)
-    assert hourly_price(gpu, spec.model_copy(update={"cloud_type": "ALL"}), False) == \
-        pytest.approx(0.88)
-    assert hourly_price(gpu, spec, interruptible=True) == pytest.approx(0.58)
-    assert hourly_price(gpu, spec.model_copy(update={"bid_per_gpu": 0.35}), True) == \
-        pytest.approx(0.70)
+    assert hourly_price(gpu, anywhere, False) == pytest.approx(0.88)
+    # a secure spot pod bids the secure cloud's minimum, not the cheapest cloud's
+    assert hourly_price(gpu, spec, interruptible=True) == pytest.approx(0.70)
+    assert hourly_price(gpu, anywhere, True) == pytest.approx(0.40)
+    assert hourly_price({"lowestPrice": {"minimumBidPrice": 0.3}}, anywhere, True) == \
+        pytest.approx(0.60)
+    assert hourly_price(gpu, spec.model_copy(update={"bid_per_gpu": 0.45}), True) == \
+        pytest.approx(0.90)
     assert hourly_price({"securePrice": None}, spec, False) is None
