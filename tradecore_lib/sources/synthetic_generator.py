@@ -17,6 +17,31 @@ were generated. ``process`` (``source:`` in ``configs/markets.yaml``) picks what
 
     Its drifts and mean reversion make it unfit as a control: an agent can learn a month's drift.
 
+    **Several markets jointly** (``factor:`` in a regime market's options; a market without it
+    is generated exactly as before, bit for bit). A *shared factor* is a set of random streams
+    keyed by the factor's own seed (``factor.seed``, a venue-level seed: it names no market),
+    so every market naming the same factor reads the same values, and each market keeps its
+    own idiosyncratic streams keyed by ``(seed, market)``. With ``c = factor.correlation``
+    and loading ``sqrt(c)``, every standardized shock of a market is
+
+        ``shock = sqrt(c) * factor_shock + sqrt(1 - c) * own_shock``
+
+    for the three shocks that move prices: the hourly skeleton shock (Student t, 5 d.o.f.,
+    unit variance), each minute's increment (t, 4 d.o.f., unit variance; the factor's are
+    drawn per ``(factor seed, day)``) and each regime segment's drift. The factor also owns
+    the volatility path: regime segments (of mean length ``factor.regime_mean_days``) and the
+    AR(1) in log volatility are the factor's, and a market's hourly volatility is that common
+    path times its own ``annual_vol``. Because the volatilities of two markets are then
+    proportional and the Brownian bridge treats both with the same weights, the correlation
+    of their **one-minute log returns** is ``sqrt(c_a * c_b)``: ``c`` itself for two markets
+    configuring the same ``correlation``, 0 for a market without the factor. Only the small
+    drift terms (mean reversion to each market's own ``start_price``) and price rounding move
+    it, by far less than a month's sampling error. What stays each market's own: price level
+    (``start_price``), volatility (``annual_vol``), tick (``price_decimals``), volume
+    (``base_volume``; its size still follows each bar's move, so volumes co-move too), wicks,
+    trade counts and missing minutes. A minute is still a pure function of ``(options,
+    market, minute)``: the factor's streams are keyed by its seed and the UTC day only.
+
 The **control processes** share one construction, so their candles look alike and differ only
 in what (if anything) predicts the next return. Per UTC day ``d`` and minute ``m`` of the day:
 
@@ -98,6 +123,9 @@ _MINUTES = 1440
 
 _REGIME_VOL = np.array([0.55, 1.0, 2.1])  # calm, normal, turbulent
 _SKELETON_STREAM, _DAY_STREAM, _CONTROL_CORE_STREAM, _CONTROL_CANDLE_STREAM = 1, 2, 3, 4
+# Streams of the joint regime process: a market's own (keyed by seed and market, distinct from
+# the standalone streams above) and the shared factor's (keyed by the factor's seed).
+_JOINT_SKELETON_STREAM, _JOINT_DAY_STREAM, _FACTOR_SKELETON_STREAM, _FACTOR_DAY_STREAM = 5, 6, 7, 8
 _BLOCK_DAYS = 128
 
 Process = Literal["regime", "null", "planted_linear", "planted_temporal"]
@@ -107,6 +135,7 @@ PLANTED_PROCESSES = ("planted_linear", "planted_temporal")
 # Options that only some processes read: setting one for another process is a mistake.
 _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "annual_vol": ("regime",),
+    "factor": ("regime",),
     "mean_reversion_half_life_days": ("regime",),
     "regime_mean_days": ("regime",),
     "noise_bps": CONTROL_PROCESSES,
@@ -121,6 +150,25 @@ _ONLY_FOR: dict[str, tuple[str, ...]] = {
 
 class SyntheticRangeError(TradeCoreError, ValueError):
     """A month outside the synthetic venue's horizon was requested."""
+
+
+class SharedFactor(ConfigModel):
+    """The shared factor a regime market moves with (``factor:`` of its ``source:``).
+
+    Markets whose ``seed`` and ``regime_mean_days`` here are equal share one factor; the module
+    docstring gives the model.
+    """
+
+    seed: int = Field(ge=0, description="Seed of the factor's streams (a venue-level seed, "
+                      "independent of any market's own seed); markets naming the same factor "
+                      "move together.")
+    correlation: float = Field(ge=0.0, le=1.0, description="This market's c: the correlation "
+                               "of its one-minute log returns with those of another market on "
+                               "the same factor that configures the same c (in general "
+                               "sqrt(c_a * c_b)); its loading on the factor is sqrt(c).")
+    regime_mean_days: float = Field(default=12.0, ge=1, le=365, description="Mean length of "
+                                    "the factor's volatility regimes (days), which every market "
+                                    "on it shares.")
 
 
 class SyntheticOptions(ConfigModel):
@@ -140,6 +188,10 @@ class SyntheticOptions(ConfigModel):
                                                  "towards start_price (days).")
     regime_mean_days: float = Field(default=12.0, ge=1, le=365, description="regime: mean "
                                     "length of a volatility regime (days).")
+    factor: SharedFactor | None = Field(default=None, description="regime: the shared factor "
+                                        "this market moves with (seed, correlation of one-minute "
+                                        "log returns, regime length); null generates the market "
+                                        "on its own.")
     noise_bps: float = Field(default=5.0, gt=0, le=500, description="Controls: standard "
                              "deviation of the unpredictable part of each minute's log return "
                              "(basis points).")
@@ -172,6 +224,9 @@ class SyntheticOptions(ConfigModel):
     def _consistent(self) -> SyntheticOptions:
         misplaced = [name for name, processes in _ONLY_FOR.items()
                      if name in self.model_fields_set and self.process not in processes]
+        if self.factor is not None and "regime_mean_days" in self.model_fields_set:
+            raise ValueError("regime_mean_days does not apply with a factor: the volatility "
+                             "regimes are the factor's (set factor.regime_mean_days)")
         if misplaced:
             raise ValueError(
                 f"option(s) {', '.join(misplaced)} do not apply to process {self.process!r} ("
@@ -194,9 +249,15 @@ class SyntheticOptions(ConfigModel):
         return validate(cls, raw, where)
 
     def provenance(self) -> dict[str, Any]:
-        """The options the process reads, for partition metadata."""
-        return {name: value for name, value in self.model_dump().items()
+        """The options the process reads, for partition metadata (flat scalars: the factor's
+        fields as ``factor_<field>``; no factor key for a market generated on its own)."""
+        read = {name: value for name, value in self.model_dump().items()
                 if self.process in _ONLY_FOR.get(name, (self.process,))}
+        factor = read.pop("factor", None)
+        if factor is not None:
+            read.pop("regime_mean_days")  # the factor's, listed below
+            read.update({f"factor_{name}": value for name, value in factor.items()})
+        return read
 
 
 def _market_key(market: str) -> int:
@@ -244,6 +305,8 @@ class _Skeleton:
 
 @lru_cache(maxsize=8)
 def _skeleton(params: SyntheticOptions, market: str) -> _Skeleton:
+    if params.factor is not None:
+        return _joint_skeleton(params, params.factor, market)
     # scipy.signal takes a second to import; the options model is imported when the code
     # location loads (markets.yaml validation), the generator only when candles are made.
     from scipy.signal import lfilter
@@ -269,10 +332,79 @@ def _skeleton(params: SyntheticOptions, market: str) -> _Skeleton:
     return _Skeleton(log_price=log_price, hour_sigma=hour_sigma)
 
 
+# The factor's key in the seed sequence: no market is named so (market names start with a
+# letter), so a factor never reads a market's streams.
+_FACTOR_KEY = _market_key("__shared_factor__")
+
+
+@dataclass(frozen=True)
+class _FactorSkeleton:
+    segment_of_hour: np.ndarray  # (_HOURS,) int: regime segment of each hour
+    vol_profile: np.ndarray  # (_HOURS,) hourly volatility relative to a market's base sigma
+    shocks: np.ndarray  # (_HOURS,) unit-variance t(5) hourly shocks
+    drift_per_day: np.ndarray  # (segments,) unit-free drift draws N(0, 1) of each segment
+
+
+@lru_cache(maxsize=4)
+def _factor_skeleton(factor: SharedFactor) -> _FactorSkeleton:
+    """The shared factor's hourly streams over the whole horizon (a function of ``factor``)."""
+    from scipy.signal import lfilter  # see _skeleton
+
+    rng = np.random.default_rng([factor.seed, _FACTOR_KEY, _FACTOR_SKELETON_STREAM])
+    n_segments = int(_DAYS / factor.regime_mean_days * 3) + 16
+    lengths = rng.geometric(1.0 / factor.regime_mean_days, n_segments)
+    regime = rng.choice(3, size=n_segments, p=[0.3, 0.5, 0.2])
+    segment_of_day = np.searchsorted(np.cumsum(lengths), np.arange(_DAYS), side="right")
+    segment_of_hour = np.repeat(segment_of_day, 24)
+    # The same volatility law as a standalone market, shared: clustering persists ~2 days.
+    log_vol_noise = lfilter([1.0], [1.0, -0.98], rng.normal(0.0, 0.12, _HOURS))
+    vol_profile = _REGIME_VOL[regime[segment_of_hour]] * np.exp(log_vol_noise - 0.36)
+    shocks = rng.standard_t(5, _HOURS) / np.sqrt(5.0 / 3.0)
+    return _FactorSkeleton(segment_of_hour=segment_of_hour, vol_profile=vol_profile,
+                           shocks=shocks, drift_per_day=rng.standard_normal(n_segments))
+
+
+def _joint_skeleton(params: SyntheticOptions, factor: SharedFactor, market: str) -> _Skeleton:
+    """The hourly skeleton of a market on a shared factor: the factor's regimes and volatility
+    path scaled by the market's ``annual_vol``; shocks and segment drifts mixed from the
+    factor's and the market's own with loadings ``sqrt(c)`` and ``sqrt(1 - c)``."""
+    from scipy.signal import lfilter  # see _skeleton
+
+    shared = _factor_skeleton(factor)
+    rng = np.random.default_rng([params.seed, _market_key(market), _JOINT_SKELETON_STREAM])
+    load, own = np.sqrt(factor.correlation), np.sqrt(1.0 - factor.correlation)
+    drift_draws = load * shared.drift_per_day + own * rng.standard_normal(
+        shared.drift_per_day.size)
+    shocks = load * shared.shocks + own * rng.standard_t(5, _HOURS) / np.sqrt(5.0 / 3.0)
+    hour_sigma = params.annual_vol / np.sqrt(365.0 * 24.0) * shared.vol_profile
+    drift = 0.003 * drift_draws[shared.segment_of_hour] / 24.0  # N(0, 0.3 %) a day, as alone
+    kappa = np.log(2.0) / (params.mean_reversion_half_life_days * 24.0)
+    deviation = lfilter([1.0], [1.0, -(1.0 - kappa)], drift + hour_sigma * shocks)
+    log_price = np.log(params.start_price) + np.concatenate([[0.0], deviation])
+    return _Skeleton(log_price=log_price, hour_sigma=hour_sigma)
+
+
+def _minute_steps(params: SyntheticOptions, rng: np.random.Generator, day: int,
+                  sigma_min: np.ndarray) -> np.ndarray:
+    """(24, 60) log increments of ``day`` before the bridge: fat-tailed (t, 4 d.o.f., unit
+    variance) shocks scaled by ``sigma_min``; on a factor, mixed with the factor's shocks of
+    that day. ``rng`` is the market's own stream of the day (its first draw)."""
+    if params.factor is None:
+        # The standalone expression, kept exactly: its rounding fixes the stored candles.
+        return sigma_min * rng.standard_t(4, (24, 60)) / np.sqrt(2.0)
+    factor = params.factor
+    shared = np.random.default_rng([factor.seed, _FACTOR_KEY, _FACTOR_DAY_STREAM, day])
+    common = shared.standard_t(4, (24, 60)) / np.sqrt(2.0)
+    own = rng.standard_t(4, (24, 60)) / np.sqrt(2.0)
+    return sigma_min * (np.sqrt(factor.correlation) * common
+                        + np.sqrt(1.0 - factor.correlation) * own)
+
+
 def _generate_day(params: SyntheticOptions, market: str, day: int) -> pa.Table:
     """All present minutes of one UTC day (``day`` counted from :data:`EPOCH`)."""
     skeleton = _skeleton(params, market)
-    rng = np.random.default_rng([params.seed, _market_key(market), _DAY_STREAM, day])
+    stream = _DAY_STREAM if params.factor is None else _JOINT_DAY_STREAM
+    rng = np.random.default_rng([params.seed, _market_key(market), stream, day])
     hours = slice(day * 24, day * 24 + 24)
     anchors = skeleton.log_price[day * 24 : day * 24 + 25]
     sigma_hour = skeleton.hour_sigma[hours][:, None]  # (24, 1)
@@ -283,7 +415,7 @@ def _generate_day(params: SyntheticOptions, market: str, day: int) -> pa.Table:
     sigma_min = sigma_hour * np.sqrt(weight)  # (24, 60)
 
     # Fat-tailed increments bridged so each hour ends on its skeleton anchor.
-    steps = sigma_min * rng.standard_t(4, (24, 60)) / np.sqrt(2.0)
+    steps = _minute_steps(params, rng, day, sigma_min)
     walk = np.cumsum(steps, axis=1)
     share = np.cumsum(weight, axis=1)
     target = np.diff(anchors)[:, None]
