@@ -345,3 +345,20 @@ def test_the_thermal_guard_in_a_local_run_fails_the_step_without_retries(chain, 
     _, _, lake, *_ = chain
     stopped = list(Path(lake.root, "models", MARKET.name).glob("*/stopped.json"))
     assert [json.loads(p.read_text())["reason"] for p in stopped] == ["thermal_guard"]
+
+
+def test_preemptions_beyond_the_limit_fall_back_to_an_on_demand_pod(chain, fake):
+    fake.preempt_after(1.0, times=1)
+    result = train(chain, {"interruptible": True, "max_preemptions": 0,
+                           "on_demand_fallback": True}, seed=12)
+    assert result.success, fake.logs()
+    got = metadata(result)
+    assert [(p["spot"], p["outcome"]) for p in got["runpod_pods"]] == \
+        [(True, "preempted"), (False, "succeeded")]
+    assert got["runpod_preemptions"] == 1
+
+
+def test_preemptions_beyond_the_limit_fail_without_a_fallback(chain, fake):
+    fake.preempt_after(1.0, times=1)
+    result = train(chain, {"interruptible": True, "max_preemptions": 0}, seed=13)
+    assert "preempted 1 times (max_preemptions 0, on_demand_fallback False)" in failure(result)
