@@ -128,7 +128,8 @@ def build_ppo_agent(market: Market) -> dg.AssetsDefinition:
                 return train_local(context, pipes_subprocess_client, lake, fold_request)
             return train_on_runpod(context, runpod, spec, lake, market, cfg, fold_request)
 
-        runs, reported = _train_folds(context, lake, market, folds, train_fold)
+        with step_failures():  # RunPod's refusals and outages fail the step, redacted
+            runs, reported = _train_folds(context, lake, market, folds, train_fold)
         tracker = mlflow.get_tracker()
         record = tracker.log_record(store_lake,
                                     RunRecord.of(market.name, cfg, context.run.run_id, runs))
