@@ -510,3 +510,122 @@ register(
         talib=("OBV", "SUM"),
     )
 )
+
+# --- execution-cost proxies -------------------------------------------------------------------
+
+
+def _chl_spread(c: CandleArrays, n: int) -> np.ndarray:
+    """Abdi-Ranaldo close-high-low effective spread over the last ``n`` bar pairs (fraction of
+    price); see the ``execution`` card."""
+
+    def compute() -> np.ndarray:
+        log_close = _log_close(c)
+        mid = np.log(c.high)
+        mid += np.log(c.low)
+        mid *= 0.5
+        # Pair (t-1, t): the previous close against its own bar's mid-range and the current
+        # one; both bars are known at t, so the estimate never reads the next bar.
+        term = np.empty(len(c))
+        term[0] = np.nan
+        np.multiply(log_close[:-1] - mid[:-1], log_close[:-1] - mid[1:], out=term[1:])
+        mean = talib.SUM(term, n)
+        mean *= 4.0 / n
+        # A negative window estimate means "no measurable spread" (Abdi & Ranaldo set them
+        # to zero); NaN (warm-up) stays NaN.
+        np.maximum(mean, 0.0, out=mean, where=np.isfinite(mean))
+        return np.sqrt(mean)
+
+    return c.cached(("chl_spread", n), compute)
+
+
+def _execution(c: CandleArrays, p: Params) -> dict[str, np.ndarray]:
+    n, m = int(p["window"]), int(p["atr_window"])
+    spread = _chl_spread(c, n)
+    return {
+        f"chl_spread_{n}": spread,
+        f"chl_spread_atr_{n}": _divide(spread * c.close, _atr(c, m)),
+    }
+
+
+register(
+    Indicator(
+        name="execution",
+        label="Execution-cost proxies",
+        description="chl_spread_N: the effective bid-ask spread estimated from candles by "
+        "Abdi & Ranaldo's close-high-low estimator (2017), as a fraction of price: "
+        "sqrt(max(0, 4 * mean over the last N bar pairs of (c[t-1] - m[t-1]) * (c[t-1] - "
+        "m[t]))), c = ln close, m = (ln high + ln low) / 2; what a market order pays in "
+        "full spread (half of it against the mid). chl_spread_atr_N = chl_spread_N * close / "
+        "ATR(atr_window): that cost in units of the average true range (TA-Lib ATR), i.e. "
+        "the share of a typical bar's move that execution costs.",
+        params=(
+            _window(60, "bar pairs averaged", MAX_WINDOW),
+            _window(14, "ATR window", MAX_WILDER_WINDOW, "atr_window"),
+        ),
+        outputs=lambda p: [f"chl_spread_{p['window']}", f"chl_spread_atr_{p['window']}"],
+        lookback=lambda p: max(int(p["window"]), _wilder_lookback(int(p["atr_window"]))),
+        compute=_execution,
+        talib=("SUM", "ATR"),
+    )
+)
+
+# --- volume average against its own longer average ------------------------------------------
+
+
+def _volume_ma(c: CandleArrays, p: Params) -> dict[str, np.ndarray]:
+    n, base = int(p["window"]), int(p["base_window"])
+    return {f"volume_ma_{n}_to_avg_{base}": _divide(_sma(c, "volume", n),
+                                                     _sma(c, "volume", base))}
+
+
+register(
+    Indicator(
+        name="volume_ma",
+        label="Volume average level",
+        description="volume_ma_N_to_avg_B = SMA(volume, N) / SMA(volume, B) (TA-Lib SMA): the "
+        "recent volume average as a ratio to its own longer average (1 = usual activity; "
+        "the average's level in base currency is not a column). NaN when the long window "
+        "traded nothing.",
+        params=(
+            _window(20, "volume average", name="window"),
+            _window(1_440, "longer average it is compared with", name="base_window"),
+        ),
+        outputs=lambda p: [f"volume_ma_{p['window']}_to_avg_{p['base_window']}"],
+        lookback=lambda p: int(p["base_window"]) - 1,
+        compute=_volume_ma,
+        talib=("SMA",),
+        check=lambda p: [] if p["window"] < p["base_window"] else [
+            f"window ({p['window']}) must be smaller than base_window ({p['base_window']})"
+        ],
+    )
+)
+
+# --- SMA slopes -------------------------------------------------------------------------------
+
+
+def _sma_slope(c: CandleArrays, p: Params) -> dict[str, np.ndarray]:
+    out = {}
+    for n in p["windows"]:
+        sma = _sma(c, "close", int(n))
+        column = np.full(len(c), np.nan)
+        np.divide(sma[1:], sma[:-1], out=column[1:])
+        column[1:] -= 1.0
+        out[f"sma_{n}_slope"] = column
+    return out
+
+
+register(
+    Indicator(
+        name="sma_slope",
+        label="Simple moving average slopes",
+        description="sma_N_slope = SMA(close, N)[t] / SMA(close, N)[t-1] - 1 for each window N "
+        "(TA-Lib SMA; dimensionless, per bar): the moving average's own movement, "
+        "(close[t] - close[t-N]) / (N * SMA[t-1]). With the sma card's price ratios it "
+        "carries what the SMA levels carry, without a price level.",
+        params=(_windows((7, 14, 21, 50), "simple moving average windows", MAX_WINDOW),),
+        outputs=lambda p: [f"sma_{n}_slope" for n in p["windows"]],
+        lookback=lambda p: max(int(n) for n in p["windows"]),
+        compute=_sma_slope,
+        talib=("SMA",),
+    )
+)
