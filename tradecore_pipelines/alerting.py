@@ -34,6 +34,7 @@ from tradecore_lib.alerts import (
     retry_undelivered,
 )
 from tradecore_lib.markets import Market
+from tradecore_lib.months import iso_utc
 from tradecore_pipelines.constants import STAGES
 from tradecore_pipelines.retention import retention_definitions
 
@@ -132,10 +133,14 @@ def failed_run_alert(instance: dg.DagsterInstance, run: dg.DagsterRun,
         summary = f"run {run.run_id} of {run.job_name} failed: {error.message}"
     details = {"failure_reason": run.tags["dagster/failure_reason"]} \
         if "dagster/failure_reason" in run.tags else {}
+    # The alert's time is when the run ended (failed), not when a tick got to it.
+    stored = instance.get_run_record_by_id(run.run_id)
+    ended = {"time": iso_utc(round(stored.end_time * 1000))} \
+        if stored is not None and stored.end_time else {}
     return Alert(kind=RUN_FAILURE, summary=summary, market=market, run_id=run.run_id,
                  job=run.job_name, step=step_keys[0] if step_keys else None,
                  partition=run.tags.get(PARTITION_TAG), error=error, failed_steps=failed,
-                 details=details)
+                 details=details, **ended)
 
 
 class _Senders:

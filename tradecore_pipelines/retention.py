@@ -34,6 +34,7 @@ from tradecore_lib.config import validate
 from tradecore_lib.errors import TradeCoreError
 from tradecore_lib.lake import Lake
 from tradecore_lib.markets import Market
+from tradecore_lib.redaction import redact
 from tradecore_lib.retention import (
     RetentionPlan,
     RetentionPolicy,
@@ -167,7 +168,8 @@ def build_broom_closet_job(markets: Sequence[Market]) -> dg.JobDefinition:
                 protected=lambda market: protected_runs(context.instance, the_lake, market,
                                                         mlflow.get_tracker))
         except TradeCoreError as exc:
-            raise dg.Failure(description=f"{JOB}: nothing was removed: {exc}",
+            raise dg.Failure(description=f"{JOB}: nothing was removed: {redact(str(exc))}",
+                             metadata={"error": type(exc).__name__, "retryable": False},
                              allow_retries=False) from None
         verb = "would remove" if config.dry_run else "removing"
         for removal in plan.removals[:ITEM_ROWS]:

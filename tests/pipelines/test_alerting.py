@@ -30,7 +30,7 @@ from tradecore_lib.evaluation.promotion import ChampionRecord, Verdict
 from tradecore_lib.evaluation.summary import ChampionScored, EvaluationSummary
 from tradecore_lib.lake import Lake, candle_key
 from tradecore_lib.markets import get_market
-from tradecore_lib.months import Month
+from tradecore_lib.months import Month, iso_utc
 from tradecore_lib.train.checkpoints import MODEL
 from tradecore_lib.train.config import load_train_config
 from tradecore_lib.train.record import FoldRun, RecordModel, RunRecord
@@ -136,7 +136,8 @@ def test_each_failed_run_gets_one_alert_delivered_as_json(monkeypatch) -> None:
         assert step.error.message == "venue said no; key *** in the message"
         assert first.error == step.error
         assert first.summary.startswith(f"run {candles.run_id} of ")
-        assert first.time.endswith("Z")
+        ended = instance.get_run_record_by_id(candles.run_id).end_time
+        assert first.time == iso_utc(round(ended * 1000))  # when the run failed
 
         second = records[manifest.run_id]
         assert second.market == "kraken_spot_btc_usd" and second.partition is None
@@ -314,7 +315,9 @@ def test_a_bad_limit_is_refused_by_name(closet) -> None:
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config={
             "ops": {OP: {"config": {"keep_runs": 0, "dry_run": False}}}})
     (failure,) = [e for e in result.all_node_events if e.is_step_failure]
-    assert "keep_runs" in failure.step_failure_data.user_failure_data.description
+    user = failure.step_failure_data.user_failure_data
+    assert "keep_runs: Input should be greater than or equal to 1" in user.description
+    assert user.metadata["error"].value == "ConfigError"  # what a run-failure alert names
     assert all(path.exists() for path in runs.values())
 
 
