@@ -78,11 +78,17 @@ def remove_stale_temporaries(
     cutoff_ns = int(((time.time() if now is None else now) - older_than_s) * 1e9)
     removed = []
     for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
-        if (info.type == pafs.FileType.File and _TEMP_NAME.match(info.base_name)
-                and info.mtime_ns is not None and info.mtime_ns < cutoff_ns):
+        if is_stale_temporary(info, cutoff_ns):
             _discard(fs, info.path)
             removed.append(info.path)
     return removed
+
+
+def is_stale_temporary(info: pafs.FileInfo, cutoff_ns: int) -> bool:
+    """Whether ``info`` is an atomic-write temporary last modified before ``cutoff_ns``
+    (epoch ns): the one rule of what a crash leaves behind and may be removed."""
+    return (info.type == pafs.FileType.File and _TEMP_NAME.match(info.base_name) is not None
+            and info.mtime_ns is not None and info.mtime_ns < cutoff_ns)
 
 
 def _discard(fs: pafs.FileSystem, path: str) -> None:

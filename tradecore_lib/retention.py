@@ -46,10 +46,10 @@ from tradecore_lib.config import ConfigModel
 from tradecore_lib.evaluation.promotion import ChampionRecord
 from tradecore_lib.evaluation.summary import EvaluationSummary
 from tradecore_lib.lake import (
-    _TEMP_NAME,
     STALE_TEMP_SECONDS,
     Lake,
     candle_key,
+    is_stale_temporary,
     remove_stale_temporaries,
 )
 from tradecore_lib.markets import Market
@@ -347,10 +347,8 @@ def _plan_temporaries(tree: _Tree, files: list[pafs.FileInfo], lake: Lake, data_
     cutoff_ns = int((now_ms / 1000 - policy.temp_hours * 3600) * 1e9)
     removals = []
     for owner, info in candidates:
-        # The rule of lake.remove_stale_temporaries (its _TEMP_NAME and cutoff), read here
-        # only to list them for a dry run; apply_plan deletes through that function itself.
-        if (_TEMP_NAME.match(info.base_name) and info.mtime_ns is not None
-                and info.mtime_ns < cutoff_ns):
+        # The lake's own rule; apply_plan deletes through remove_stale_temporaries itself.
+        if is_stale_temporary(info, cutoff_ns):
             age_h = (now_ms / 1000 - info.mtime_ns / 1e9) / 3600
             removals.append(Removal(
                 TEMPORARY, owner.uri(owner.key(info.path)),
