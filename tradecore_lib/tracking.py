@@ -16,18 +16,50 @@ Registry: one registered model per market, ``tradecore-ppo-<market>``; the alias
 mirrors the ``champion/<market>`` asset (it moves when that asset materializes; the asset's
 record, not the alias, is what signals read). Versions are tagged with the run record
 (``tradecore.run_id``, ``tradecore.checkpoint_uri``, digests...).
+
+Second trackers: ``TRADECORE_TRACKERS`` (comma-separated, default ``mlflow``) adds Weights &
+Biases with ``mlflow,wandb``. MLflow stays the tracker of record (registry, champion alias,
+the trials a deflated Sharpe counts); every second tracker is a *mirror* the MLflow
+:class:`Tracker` hands the same content to: a finished run is read once from its checkpoint
+folder into a :class:`FinishedRun` and both replay that one value (params, metric history,
+checkpoint files, lineage, the record's tags), then evaluations and promotions likewise.
+:class:`WandbTracker` maps it onto W&B:
+
+* one W&B run per TradeCore run (id = the TradeCore run id, group = the market, job type
+  ``train``) whose config holds the MLflow params under the same flat names (``ppo.ent_coef``)
+  with their JSON types, plus the record's tags (``tradecore.*``);
+* the metric history as ``train/<field>`` against the custom step metric ``train/step`` (env
+  steps, MLflow's step), so rows keep their steps in any order;
+* the checkpoint files as a ``model`` artifact ``tradecore-ppo-<market>`` (alias: the run id)
+  whose metadata is ``lineage.json`` (also one of its files);
+* evaluation scores in the run's summary under MLflow's metric names, the gate's verdict and
+  promotions as ``tradecore.gate.*`` / ``promotion.*`` summary keys, evaluation files as an
+  ``evaluation`` artifact.
+
+Online, a run already in W&B is resumed and only its tags refreshed (logging is idempotent per
+TradeCore run id, as in MLflow); offline (``WANDB_MODE=offline``: files under the tracker's
+folder, ``wandb sync`` uploads them later) W&B cannot be asked, so each replay writes its own
+offline folder with the same run id. The key reaches ``wandb`` only in its settings object:
+never a file, a param, a tag or a message (errors are redacted). ``wandb`` is imported only when
+a W&B tracker logs, never when the code location loads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from tradecore_lib.config import did_you_mean
+from tradecore_lib.errors import ConfigError, TransientError
 from tradecore_lib.evaluation.metrics import Trials
 from tradecore_lib.paths import data_dir
+from tradecore_lib.redaction import redact as redact_text
 from tradecore_lib.redaction import redact_url as redact
 from tradecore_lib.train.checkpoints import CONFIG, LINEAGE, METRICS, MODEL, VECNORMALIZE, RunStore
 from tradecore_lib.train.record import MlflowRef, RunRecord
@@ -44,6 +76,42 @@ MARKET_TAG = "market"
 TRIAL_SHARPE_METRIC = "validation/agent/daily_sharpe"
 # Files of a finished run logged as artifacts (periodic checkpoints stay in the lake).
 ARTIFACTS = (MODEL, VECNORMALIZE, CONFIG, LINEAGE, METRICS)
+TRACKERS_VARIABLE = "TRADECORE_TRACKERS"
+TRACKERS = ("mlflow", "wandb")
+DEFAULT_TRACKERS = ("mlflow",)
+WANDB_STEP_METRIC = "train/step"
+
+
+class TrackerConfigError(ConfigError):
+    """The trackers asked for cannot be used as configured (names, a missing key)."""
+
+
+class TrackingError(TransientError):
+    """A second tracker failed to record (W&B unreachable, refused...); MLflow already holds
+    the record and logging is idempotent, so a retry of the step can succeed."""
+
+
+def enabled_trackers(value: str | None = None) -> tuple[str, ...]:
+    """The trackers ``TRADECORE_TRACKERS`` (or ``value``) names, in order, ``mlflow`` first.
+
+    Raises:
+        TrackerConfigError: an unknown name (with a did-you-mean), or a list without
+            ``mlflow``, which holds the registry and the champion alias.
+    """
+    raw = os.environ.get(TRACKERS_VARIABLE, "") if value is None else value
+    names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    if not names:
+        return DEFAULT_TRACKERS
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown:
+        raise TrackerConfigError(
+            f"{TRACKERS_VARIABLE}={raw!r}: unknown tracker {unknown[0]!r}"
+            f"{did_you_mean(unknown[0], TRACKERS)}; valid: {', '.join(TRACKERS)}")
+    if "mlflow" not in names:
+        raise TrackerConfigError(
+            f"{TRACKERS_VARIABLE}={raw!r}: mlflow is required (it holds the model registry and "
+            "the champion alias); W&B is a second tracker: use mlflow,wandb")
+    return ("mlflow", *dict.fromkeys(n for n in names if n != "mlflow"))
 
 
 def default_tracking_uri() -> str:
@@ -65,16 +133,85 @@ def model_name(market: str) -> str:
     return f"tradecore-ppo-{market}"
 
 
-def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mapping -> ``{"ppo.ent_coef": "0.01", ...}`` (MLflow params are strings)."""
-    flat: dict[str, str] = {}
+def flatten_values(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> ``{"ppo.ent_coef": 0.01, ...}``, values as they are (an empty
+    mapping stays a value)."""
+    flat: dict[str, Any] = {}
     for key, value in document.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_values(value, f"{name}."))
         else:
-            flat[name] = str(value)
+            flat[name] = value
     return flat
+
+
+def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping -> ``{"ppo.ent_coef": "0.01", ...}`` (MLflow params are strings)."""
+    return {name: str(value) for name, value in flatten_values(document, prefix).items()}
+
+
+def _safe(value: Any) -> Any:
+    """``value`` with any secret masked (strings only; a config or tag never needs one)."""
+    return redact_text(value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """What every tracker records of one finished training run, read once from its folder.
+
+    Attributes:
+        run_id: the TradeCore run id.
+        market: the market it trained on.
+        params: the resolved config flattened (``ppo.ent_coef`` -> its JSON value); MLflow
+            stores each as ``str(value)``.
+        history: ``(name, value, step)`` for each numeric field of each ``metrics.jsonl`` row:
+            ``train/<field>`` at the row's env step.
+        files: the checkpoint files present, by name, in :data:`ARTIFACTS` order.
+        lineage: ``lineage.json`` (partitions and their checksums, seed, code version).
+    """
+
+    run_id: str
+    market: str
+    params: dict[str, Any]
+    history: tuple[tuple[str, float, int], ...]
+    files: dict[str, bytes]
+    lineage: dict[str, Any]
+
+    @classmethod
+    def from_store(cls, store: RunStore) -> FinishedRun:
+        history = tuple(
+            (f"train/{key}", float(value), int(row["step"]))
+            for row in store.read_metrics() for key, value in row.items()
+            if key != "step" and isinstance(value, int | float)
+        )
+        files = {name: store.read_bytes(name) for name in ARTIFACTS if store.exists(name)}
+        lineage = store.read_json(LINEAGE) if LINEAGE in files else {}
+        params = {k: _safe(v) for k, v in flatten_values(store.read_json(CONFIG)).items()}
+        return cls(store.run_id, store.market, params, history, files, lineage)
+
+
+class RunMirror(Protocol):
+    """A second tracker: receives what MLflow records, after MLflow recorded it."""
+
+    @property
+    def where(self) -> str:
+        """Where it records, safe to log."""
+        ...
+
+    def log_run(self, run: FinishedRun, tags: dict[str, str], *, registered: bool) -> None:
+        """Record a finished run (``registered``: MLflow made it a model version)."""
+        ...
+
+    def log_evaluation(self, market: str, scores: dict[str, dict[str, float]],
+                       verdict: tuple[str, dict[str, str]] | None, files: list[Path]) -> None:
+        """Evaluation ``scores`` by TradeCore run id; ``verdict``: (the newest run's id, the
+        gate's tags), which also receives ``files``."""
+        ...
+
+    def log_promotion(self, market: str, run_id: str, record: dict[str, str]) -> None:
+        """Run ``run_id`` became ``market``'s champion (``record``: who, when, why)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -92,10 +229,13 @@ class Tracker:
     """MLflow through an explicit ``MlflowClient`` (no global mlflow state)."""
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = "tradecore",
-                 artifact_root: str | None = None) -> None:
+                 artifact_root: str | None = None, mirrors: Sequence[RunMirror] = ()) -> None:
+        """``mirrors``: second trackers (:class:`WandbTracker`) that receive every run,
+        evaluation and promotion this tracker records, with the same content."""
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.experiment = experiment
         self.artifact_root = artifact_root or artifact_root_for(self.tracking_uri)
+        self.mirrors = tuple(mirrors)
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
                 parents=True, exist_ok=True)
@@ -127,38 +267,42 @@ class Tracker:
 
         ``tags`` (the run record's, see ``RunRecord.mlflow_tags``) go on the MLflow run and the
         model version. Each numeric field of a ``metrics.jsonl`` row becomes a metric
-        ``train/<field>`` at step ``row["step"]`` (env steps).
+        ``train/<field>`` at step ``row["step"]`` (env steps). Every mirror then receives the
+        same :class:`FinishedRun` and tags.
         """
+        tags = {key: _safe(value) for key, value in tags.items()}
         mlflow_run_id = self.find_run(store.run_id)
+        finished = (FinishedRun.from_store(store)
+                    if mlflow_run_id is None or self.mirrors else None)
         if mlflow_run_id is None:
-            mlflow_run_id = self._create_run(store, tags)
+            assert finished is not None  # read above whenever the run is new
+            mlflow_run_id = self._create_run(finished, tags)
         else:
             self.client.log_batch(mlflow_run_id, tags=_tags(tags))
-        if not register:
-            return MlflowRef(run_id=mlflow_run_id)
-        return self._register(store.market, mlflow_run_id, tags)
+        ref = (self._register(store.market, mlflow_run_id, tags) if register
+               else MlflowRef(run_id=mlflow_run_id))
+        for mirror in self.mirrors:
+            assert finished is not None  # read above whenever there are mirrors
+            mirror.log_run(finished, {RUN_TAG: store.run_id, MARKET_TAG: store.market, **tags},
+                           registered=register)
+        return ref
 
-    def _create_run(self, store: RunStore, tags: dict[str, str]) -> str:
+    def _create_run(self, finished: FinishedRun, tags: dict[str, str]) -> str:
         from mlflow.entities import Metric, Param
 
-        run = self.client.create_run(self.experiment_id(), run_name=store.run_id,
-                                     tags={RUN_TAG: store.run_id, MARKET_TAG: store.market,
+        run = self.client.create_run(self.experiment_id(), run_name=finished.run_id,
+                                     tags={RUN_TAG: finished.run_id, MARKET_TAG: finished.market,
                                            **tags})
         mlflow_run_id = run.info.run_id
-        params = [Param(k, v[:6000]) for k, v in flatten(store.read_json(CONFIG)).items()]
-        history = [
-            Metric(f"train/{key}", float(value), 0, int(row["step"]))
-            for row in store.read_metrics() for key, value in row.items()
-            if key != "step" and isinstance(value, int | float)
-        ]
+        params = [Param(k, str(v)[:6000]) for k, v in finished.params.items()]
+        history = [Metric(name, value, 0, step) for name, value, step in finished.history]
         for start in range(0, len(params), 100):
             self.client.log_batch(mlflow_run_id, params=params[start:start + 100])
         for start in range(0, len(history), 1000):
             self.client.log_batch(mlflow_run_id, metrics=history[start:start + 1000])
         with tempfile.TemporaryDirectory() as tmp:
-            for name in ARTIFACTS:
-                if store.exists(name):
-                    (Path(tmp) / name).write_bytes(store.read_bytes(name))
+            for name, data in finished.files.items():
+                (Path(tmp) / name).write_bytes(data)
             self.client.log_artifacts(mlflow_run_id, tmp, "checkpoint")
         self.client.set_terminated(mlflow_run_id)
         return mlflow_run_id
@@ -218,6 +362,8 @@ class Tracker:
         from mlflow.entities import Metric, RunTag
 
         runs = {fold.fold: fold.mlflow.run_id for fold in summary.run.folds if fold.mlflow}
+        run_ids = {fold.fold: fold.run_id for fold in summary.run.folds}
+        scored: dict[str, dict[str, float]] = {}
         for fold in summary.folds:
             if fold.fold not in runs:
                 continue
@@ -228,20 +374,25 @@ class Tracker:
                 scores += [(f"{split}/agent", result.agent.model_dump()),
                            (f"{split}/agent/sharpe_vs_buy_and_hold",
                             result.agent.sharpe_vs_buy_and_hold.model_dump())]
-            metrics = [Metric(f"{prefix}/{key}", float(value), 0, 0)
-                       for prefix, values in scores for key, value in values.items()
-                       if isinstance(value, int | float) and not isinstance(value, bool)]
-            self.client.log_batch(runs[fold.fold], metrics=metrics)
+            values = {f"{prefix}/{key}": float(value)
+                      for prefix, values in scores for key, value in values.items()
+                      if isinstance(value, int | float) and not isinstance(value, bool)}
+            scored[run_ids[fold.fold]] = values
+            self.client.log_batch(runs[fold.fold], metrics=[
+                Metric(name, value, 0, 0) for name, value in values.items()])
         newest = runs.get(summary.run.newest.fold)
-        if newest is None:
-            return
         verdict = summary.verdict
-        self.client.log_batch(newest, tags=[
-            RunTag("tradecore.gate.passed", str(verdict.passed).lower()),
-            RunTag("tradecore.gate.verdict", verdict.explanation()[:5000]),
-        ])
-        for path in files:
-            self.client.log_artifact(newest, str(path), "evaluation")
+        gate = {"tradecore.gate.passed": str(verdict.passed).lower(),
+                "tradecore.gate.verdict": verdict.explanation()[:5000]}
+        if newest is not None:
+            self.client.log_batch(newest, tags=[RunTag(k, v) for k, v in gate.items()])
+            for path in files:
+                self.client.log_artifact(newest, str(path), "evaluation")
+        for mirror in self.mirrors:
+            mirror.log_evaluation(
+                summary.market, scored,
+                None if newest is None else (summary.run.newest.run_id, gate),
+                files if newest is not None else [])
 
     def champion(self, market: str) -> Champion | None:
         """The version ``champion`` points at, or None when no version holds the alias.
@@ -267,6 +418,179 @@ class Tracker:
         for key, value in record.items():
             self.client.set_model_version_tag(name, version, f"promotion.{key}", value)
         self.client.set_registered_model_alias(name, CHAMPION, version)
+        if self.mirrors:
+            run_id = self.client.get_model_version(name, version).tags.get(RUN_TAG, "")
+            for mirror in self.mirrors:
+                mirror.log_promotion(market, run_id, record)
+
+
+_WANDB_ID = re.compile(r"[^A-Za-z0-9_-]")
+_OFFLINE_MODES = ("offline", "disabled")
+
+
+def wandb_run_id(run_id: str) -> str:
+    """The W&B run id of TradeCore run ``run_id`` (``<preset>-<digest>`` already fits W&B's
+    id alphabet; anything else is replaced by ``-``, at most 64 characters)."""
+    return _WANDB_ID.sub("-", run_id)[:64]
+
+
+class WandbTracker:
+    """Weights & Biases as a second tracker (a :class:`RunMirror` of the MLflow
+    :class:`Tracker`); the module docstring says what goes where.
+
+    Args:
+        project: W&B project (``WANDB_PROJECT``'s role; TradeCore's MLflow experiment name).
+        entity: W&B entity (team or user); None: the key's default entity.
+        api_key: the W&B API key (from ``WANDB_API_KEY`` through the Dagster ``EnvVar``);
+            None in offline mode. It is handed to ``wandb`` in its settings object only.
+        mode: ``online``, ``offline`` or ``disabled``; None: ``WANDB_MODE`` or ``online``.
+        directory: where W&B writes its run folders (offline runs stay there until
+            ``wandb sync``); default ``WANDB_DIR`` or ``data/wandb``.
+
+    Raises:
+        TrackerConfigError: online without a key (W&B would otherwise prompt for one).
+    """
+
+    def __init__(self, project: str = "tradecore", entity: str | None = None,
+                 api_key: str | None = None, mode: str | None = None,
+                 directory: str | Path | None = None) -> None:
+        self.project = project
+        self.entity = entity
+        self.mode = mode or os.environ.get("WANDB_MODE") or "online"
+        if self.mode not in ("online", "offline", "disabled"):
+            raise TrackerConfigError(f"W&B mode {self.mode!r}: valid modes are online, offline, "
+                                     "disabled")
+        self._api_key = api_key or None
+        if self.mode not in _OFFLINE_MODES and self._api_key is None:
+            raise TrackerConfigError(
+                f"{TRACKERS_VARIABLE} asks for wandb but no W&B API key is set: set "
+                "WANDB_API_KEY (https://wandb.ai/authorize), or WANDB_MODE=offline to keep the "
+                "runs on disk for a later `wandb sync`")
+        self.directory = Path(directory or os.environ.get("WANDB_DIR") or data_dir() / "wandb")
+
+    def __repr__(self) -> str:  # never the key
+        return f"WandbTracker(project={self.project!r}, entity={self.entity!r}, mode={self.mode!r})"
+
+    @property
+    def where(self) -> str:
+        """``W&B <entity>/<project> (<mode>)``, safe to log."""
+        where = f"{self.entity}/{self.project}" if self.entity else self.project
+        return f"W&B {where} ({self.mode}, {self.directory})"
+
+    @contextlib.contextmanager
+    def _run(self, run_id: str, market: str, what: str) -> Iterator[Any]:
+        """The W&B run of TradeCore run ``run_id``, created or resumed, finished on exit;
+        any W&B failure is a :class:`TrackingError` with a redacted message."""
+        import wandb
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        settings = wandb.Settings(
+            api_key=self._api_key, mode=self.mode, silent=True, console="off",
+            save_code=False, disable_code=True, disable_git=True,
+            # No system metrics and no host metadata (command line, environment details):
+            # a replay in the orchestrator has nothing to say about the training machine.
+            x_disable_stats=True, x_disable_meta=True,
+        )
+        try:
+            run = wandb.init(project=self.project, entity=self.entity, id=wandb_run_id(run_id),
+                             name=run_id, group=market, job_type="train", resume="allow",
+                             dir=str(self.directory), reinit="create_new", settings=settings)
+        except Exception as exc:
+            raise self._failure(f"{what}: starting W&B run {run_id}", exc) from None
+        failed = False
+        try:
+            yield run
+        except Exception as exc:
+            failed = True
+            raise self._failure(f"{what}: W&B run {run_id}", exc) from None
+        finally:
+            try:
+                run.finish(exit_code=1 if failed else 0)
+            except Exception as exc:
+                if not failed:
+                    raise self._failure(f"{what}: finishing W&B run {run_id}", exc) from None
+
+    def _failure(self, what: str, exc: BaseException) -> TrackingError:
+        extra = [self._api_key] if self._api_key else []
+        # Redacted before it is cut (a cut secret would no longer be recognized), and the whole
+        # message again: the folder or project could quote a secret too.
+        cause = redact_text(" ".join(f"{type(exc).__name__}: {exc}".split()), extra)[:500]
+        return TrackingError(redact_text(f"{what} failed ({self.where}): {cause}", extra))
+
+    def _log_artifact(self, wb: Any, artifact: Any, aliases: list[str]) -> None:
+        """Log ``artifact``; online, wait for the upload while its temporary files exist
+        (offline, W&B copies them into its staging folder at once and uploads on sync)."""
+        logged = wb.log_artifact(artifact, aliases=aliases)
+        if self.mode == "online":
+            logged.wait()
+
+    def log_run(self, run: FinishedRun, tags: dict[str, str], *, registered: bool) -> None:
+        """Replay ``run``: config (params and tags), metric history, checkpoint artifact."""
+        import wandb
+
+        with self._run(run.run_id, run.market, f"{run.market}: logging run") as wb:
+            wb.config.update({**run.params, **tags}, allow_val_change=True)
+            if wb.resumed:  # already replayed (online): the tags were refreshed above
+                return
+            wb.define_metric(WANDB_STEP_METRIC)
+            wb.define_metric("train/*", step_metric=WANDB_STEP_METRIC)
+            rows: dict[int, dict[str, float]] = {}
+            for name, value, step in run.history:
+                rows.setdefault(step, {})[name] = value
+            for step, values in rows.items():
+                wb.log({WANDB_STEP_METRIC: step, **values})
+            artifact = wandb.Artifact(model_name(run.market), type="model",
+                                      description=f"PPO checkpoint of {run.market} (TradeCore "
+                                      f"run {run.run_id})", metadata=run.lineage)
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, data in run.files.items():
+                    (Path(tmp) / name).write_bytes(data)
+                    artifact.add_file(str(Path(tmp) / name), name=name)
+                aliases = [wandb_run_id(run.run_id), *(["registered"] if registered else [])]
+                self._log_artifact(wb, artifact, aliases)
+
+    def log_evaluation(self, market: str, scores: dict[str, dict[str, float]],
+                       verdict: tuple[str, dict[str, str]] | None, files: list[Path]) -> None:
+        """Each run's evaluation scores into its summary; the verdict and files on the
+        newest run."""
+        import wandb
+
+        for run_id, values in scores.items():
+            with self._run(run_id, market, f"{market}: logging evaluation") as wb:
+                wb.summary.update(values)
+                if verdict is not None and verdict[0] == run_id:
+                    wb.summary.update(verdict[1])
+                    if files:
+                        artifact = wandb.Artifact(f"tradecore-evaluation-{market}",
+                                                  type="evaluation")
+                        for path in files:
+                            artifact.add_file(str(path), name=Path(path).name)
+                        self._log_artifact(wb, artifact, [wandb_run_id(run_id)])
+
+    def log_promotion(self, market: str, run_id: str, record: dict[str, str]) -> None:
+        """``promotion.<key>`` summary keys and ``tradecore.champion`` on the promoted run."""
+        if not run_id:
+            return  # a version registered before run ids were tagged: nothing to mirror
+        with self._run(run_id, market, f"{market}: logging promotion") as wb:
+            wb.summary.update({"tradecore.champion": "true",
+                               **{f"promotion.{k}": _safe(v) for k, v in record.items()}})
+
+
+def second_trackers(*, wandb_api_key: str | None = None, wandb_project: str = "tradecore",
+                    wandb_entity: str | None = None, wandb_mode: str | None = None,
+                    wandb_dir: str | None = None,
+                    trackers: str | None = None) -> tuple[RunMirror, ...]:
+    """The mirrors ``TRADECORE_TRACKERS`` (or ``trackers``) asks for beside MLflow, built from
+    the given settings (the Dagster layer passes the key from ``EnvVar("WANDB_API_KEY")``).
+
+    Raises:
+        TrackerConfigError: see :func:`enabled_trackers` and :class:`WandbTracker`.
+    """
+    mirrors: list[RunMirror] = []
+    if "wandb" in enabled_trackers(trackers):
+        mirrors.append(WandbTracker(wandb_project, wandb_entity, wandb_api_key, wandb_mode,
+                                    wandb_dir))
+    return tuple(mirrors)
 
 
 def _tags(tags: dict[str, str]) -> list[Any]:
