@@ -99,11 +99,13 @@ def test_a_gap_tolerance_that_is_not_a_number_fails_at_load(configs: Path) -> No
 def test_a_negative_taker_fee_in_an_env_preset_fails_at_load(configs: Path) -> None:
     env_file = _edit_preset(configs, "env", "default", lambda raw: raw.update(taker_fee=-0.0005))
     message = _load_error(configs)
-    assert f"market '{SYNTHETIC}': training preset 'cpu-smoke'" in message
+    assert ("markets 'synthetic_btc_usd', 'synthetic_eth_usd', 'synthetic_sol_usd': "
+            "training preset 'cpu-smoke'") in message
     assert f"env preset 'default' ({env_file})" in message
     assert "taker_fee: Input should be greater than or equal to 0 (got -0.0005)" in message
     # a preset shared by several markets is reported once, naming them all
-    shared = f"markets '{SPOT}', 'kraken_futures_btc_usd': training preset 'cpu-default'"
+    shared = (f"markets '{SPOT}', 'kraken_spot_eth_usd', 'kraken_spot_sol_usd', "
+              "'kraken_futures_btc_usd': training preset 'cpu-default'")
     assert message.count(shared) == 1
 
 
@@ -111,7 +113,8 @@ def test_a_misspelt_env_preset_in_a_training_preset_says_what_was_meant(configs:
     train_file = _edit_preset(configs, "train", "cpu-smoke",
                               lambda raw: raw.update(env_preset="defualt"))
     message = _load_error(configs)
-    assert f"market '{SYNTHETIC}': training preset 'cpu-smoke' ({train_file})" in message
+    assert (f"markets 'synthetic_btc_usd', 'synthetic_eth_usd', 'synthetic_sol_usd': "
+            f"training preset 'cpu-smoke' ({train_file})") in message
     assert "env_preset 'defualt' names no preset in" in message
     assert "did you mean 'default'?" in message
     assert "Available: continuous, control, default" in message
@@ -161,7 +164,7 @@ def test_a_broken_feature_preset_fails_at_load(configs: Path) -> None:
     _edit_preset(configs, "tools", "default",
                  lambda raw: raw["indicators"].append({"name": "rsi", "params": {"windw": 9}}))
     message = _load_error(configs)
-    assert f"market '{SYNTHETIC}'" in message
+    assert "markets 'synthetic_btc_usd', 'synthetic_eth_usd', 'synthetic_sol_usd'" in message
     assert "unknown parameter 'windw' (did you mean 'window'?)" in message
 
 
