@@ -21,6 +21,7 @@ PPO_AGENT = "ppo_agent"
 EVALUATION = "evaluation"
 CHAMPION = "champion"
 SIGNALS = "signals"
+CHAMPION_MONITOR = "champion_monitor"
 
 # the stage each layer belongs to (a tag on every asset)
 STAGES = {
@@ -32,6 +33,8 @@ STAGES = {
     EVALUATION: "evaluation",
     CHAMPION: "serving",
     SIGNALS: "serving",
+    # the champion judged again on each new month: an evaluation, of the serving model
+    CHAMPION_MONITOR: "evaluation",
 }
 LAYER_TAG = "tradecore/layer"
 

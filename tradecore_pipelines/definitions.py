@@ -11,6 +11,10 @@ from tradecore_lib.markets import Market, load_markets
 from tradecore_pipelines.alerting import alerting_definitions
 from tradecore_pipelines.assets.candles import build_candle_checks, build_candles_asset
 from tradecore_pipelines.assets.champion import build_champion
+from tradecore_pipelines.assets.champion_monitor import (
+    build_champion_monitor,
+    build_champion_monitor_check,
+)
 from tradecore_pipelines.assets.evaluation import build_evaluation, build_promotion_gate
 from tradecore_pipelines.assets.features import build_features_asset
 from tradecore_pipelines.assets.funding import build_funding_asset, has_funding_asset
@@ -30,7 +34,8 @@ from tradecore_pipelines.training_compute import default_compute
 
 def market_chain(market: Market) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
     """One market's assets and checks: candles -> manifest, features -> ppo_agent ->
-    evaluation (+ promotion_gate) -> champion -> signals; and funding for a perpetual future."""
+    evaluation (+ promotion_gate) -> champion -> signals and champion_monitor (+
+    rolling_performance); and funding for a perpetual future."""
     return [
         build_candles_asset(market),
         build_candle_checks(market),
@@ -42,6 +47,8 @@ def market_chain(market: Market) -> list[dg.AssetsDefinition | dg.AssetChecksDef
         build_promotion_gate(market),
         build_champion(market),
         build_signals(market),
+        build_champion_monitor(market),
+        build_champion_monitor_check(market),
     ]
 
 
