@@ -76,7 +76,14 @@ def test_live_markets_have_freshness_retries_and_a_refresh_schedule():
         assert (node.assets_def.op.retry_policy is not None) is live
     schedules = {s.name for s in defs.schedules}
     assert schedules == {
-        "refresh_candles__kraken_spot_btc_usd",
-        "refresh_candles__kraken_futures_btc_usd",
+        *(f"refresh_candles__{m}" for m in ("kraken_spot_btc_usd", "kraken_spot_eth_usd",
+                                            "kraken_spot_sol_usd", "kraken_futures_btc_usd")),
+        "broom_closet_weekly",
     }
-    assert [s.name for s in defs.sensors] == ["landing_folder_sensor", "dead_run_worker_sensor"]
+    markets = {key.path[0] for key in graph.get_all_asset_keys()}
+    assert {s.name for s in defs.sensors} == {
+        "landing_folder_sensor", "dead_run_worker_sensor", "runpod_reaper",
+        "features_follow_candles", "champion_monitor", "signals_refresh",
+        "run_failure_alerts", "alert_redelivery",
+        *(f"retrain__{market}" for market in markets),
+    }
