@@ -112,7 +112,9 @@ def predictions(frame: pd.DataFrame, p_up: np.ndarray, market: str = "sim_btc_us
         ts = ts_millis(frame["ts"])
         keep = (ts >= START_MS + DAYS[split][0] * DAY_MS) & (ts < end_ms) & \
             ~frame[WARMUP_COLUMN].to_numpy()
-        parts.append(pd.DataFrame({"ts": frame["ts"][keep], "market": market,
+        # F's predict() writes ts at millisecond resolution; the frames are nanosecond
+        parts.append(pd.DataFrame({"ts": frame["ts"][keep].astype("datetime64[ms, UTC]"),
+                                   "market": market,
                                    "p_up": p_up[keep], "label": label[keep],
                                    "forward_return": forward[keep], "split": split}))
     return pd.concat(parts, ignore_index=True)
