@@ -38,7 +38,7 @@ The signals refresh after each ingestion is in :mod:`tradecore_pipelines.schedul
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,6 +221,24 @@ def _per_market(context: dg.SensorEvaluationContext, markets: Sequence[Market],
                            skip_reason=None if requests else "; ".join(messages))
 
 
+def _market_sensor(name: str, markets: Sequence[Market], selection: list[dg.AssetKey],
+                   tick: Callable[[dg.SensorEvaluationContext, Lake, Market, Any], Tick],
+                   minimum_interval_seconds: int, default_status: dg.DefaultSensorStatus,
+                   description: str) -> dg.SensorDefinition:
+    """A sensor running ``tick`` once per market on the lake, each with its cursor part."""
+
+    @dg.sensor(name=name, minimum_interval_seconds=minimum_interval_seconds,
+               asset_selection=selection, default_status=default_status,
+               description=description)
+    def market_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
+                      ) -> dg.SensorResult:
+        store = lake.get_lake()
+        return _per_market(context, markets, lambda market, state: tick(
+            context, store, market, state))
+
+    return market_sensor
+
+
 def build_features_sensor(
     markets: Sequence[Market],
     *,
@@ -228,24 +246,13 @@ def build_features_sensor(
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
     """``features_follow_candles`` over ``markets`` (see the module docstring)."""
-
-    @dg.sensor(
-        name="features_follow_candles",
-        minimum_interval_seconds=minimum_interval_seconds,
-        asset_selection=[features_key(m) for m in markets],
-        default_status=default_status,
-        description="When a month of <market>/candles is (re)materialized and its checks "
-        "pass, brings that month's and the next month's <market>/features up to date: one "
-        "single-run range per run of consecutive months, old months (backfills, archive "
-        "imports) included; months whose candle checks failed are left out.",
-    )
-    def features_follow_candles(context: dg.SensorEvaluationContext, lake: LakeResource
-                                ) -> dg.SensorResult:
-        store = lake.get_lake()
-        return _per_market(context, markets, lambda market, state: features_tick(
-            context, store, market, state))
-
-    return features_follow_candles
+    return _market_sensor(
+        "features_follow_candles", markets, [features_key(m) for m in markets], features_tick,
+        minimum_interval_seconds, default_status,
+        "When a month of <market>/candles is (re)materialized and its checks pass, brings "
+        "that month's and the next month's <market>/features up to date: one single-run range "
+        "per run of consecutive months, old months (backfills, archive imports) included; "
+        "months whose candle checks failed are left out.")
 
 
 def features_tick(context: dg.SensorEvaluationContext, lake: Lake, market: Market,
@@ -578,24 +585,12 @@ def build_monitor_sensor(
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
     """``champion_monitor`` over ``markets`` (see the module docstring)."""
-
-    @dg.sensor(
-        name="champion_monitor",
-        minimum_interval_seconds=minimum_interval_seconds,
-        asset_selection=[champion_monitor_key(m) for m in markets],
-        default_status=default_status,
-        description="Scores each market's current champion on each completed month after its "
-        "validation window (<market>/champion_monitor; once per champion and month, again "
-        "when the month's features change): one single-run range per run of consecutive "
-        "months.",
-    )
-    def champion_monitor(context: dg.SensorEvaluationContext, lake: LakeResource
-                         ) -> dg.SensorResult:
-        store = lake.get_lake()
-        return _per_market(context, markets, lambda market, state: monitor_tick(
-            context, store, market, state))
-
-    return champion_monitor
+    return _market_sensor(
+        "champion_monitor", markets, [champion_monitor_key(m) for m in markets], monitor_tick,
+        minimum_interval_seconds, default_status,
+        "Scores each market's current champion on each completed month after its validation "
+        "window (<market>/champion_monitor; once per champion and month, again when the "
+        "month's features change): one single-run range per run of consecutive months.")
 
 
 def monitor_tick(context: dg.SensorEvaluationContext, lake: Lake, market: Market,
