@@ -69,10 +69,10 @@ from tradecore_lib.evaluation.backtest import (
 )
 from tradecore_lib.evaluation.evaluate import FLAT, Rival, SplitInputs, score_split
 from tradecore_lib.evaluation.metrics import Trials
-from tradecore_lib.evaluation.plots import _png, _pyplot, equity_png
+from tradecore_lib.evaluation.plots import equity_png, png, pyplot
 from tradecore_lib.evaluation.promotion import AGENT, BUY_AND_HOLD, CHAMPION_POLICY, Verdict
 from tradecore_lib.evaluation.scoring import Track, compute_metrics
-from tradecore_lib.evaluation.summary import SPLITS, SplitResult, _ordered, metric_row
+from tradecore_lib.evaluation.summary import SPLITS, SplitResult, metric_row, ordered_policies
 from tradecore_lib.features import WARMUP_COLUMN
 from tradecore_lib.months import iso_utc, utc_now_ms
 from tradecore_lib.sources.synthetic_generator import SyntheticOptions
@@ -172,7 +172,7 @@ class DirectionEvaluationSummary(RecordModel):
         model's positions)."""
         return [{"split": split, **metric_row(name, m)}
                 for split, s in self.splits.items()
-                for name, m in _ordered(s.economic.policies, s.economic.matched_random)]
+                for name, m in ordered_policies(s.economic.policies, s.economic.matched_random)]
 
     def difference_rows(self) -> list[dict[str, Any]]:
         """Model accuracy minus the best baseline's, one rounded row per split."""
@@ -544,7 +544,7 @@ def reliability_png(summary: DirectionEvaluationSummary, title: str,
     """PNG bytes: one column per split; top the reliability diagram (observed frequency of up
     against the mean p_up of each non-empty bin, the diagonal is perfect calibration) of the
     model and its baselines, bottom the model's samples per bin."""
-    plt = _pyplot()
+    plt = pyplot()
     splits = summary.splits
     fig, axes = plt.subplots(2, len(splits), figsize=(5.0 * len(splits), 5.5), squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1]})
@@ -570,4 +570,4 @@ def reliability_png(summary: DirectionEvaluationSummary, title: str,
         bottom.grid(alpha=0.3)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from tradecore_lib.direction.baselines import MODEL
 from tradecore_lib.direction.config import DirectionPromotion
-from tradecore_lib.evaluation.promotion import DECIDING_SPLIT, Rule, Verdict, _rule, judge
+from tradecore_lib.evaluation.promotion import DECIDING_SPLIT, Rule, Verdict, judge, judged_rule
 from tradecore_lib.evaluation.summary import FoldEvaluation
 
 if TYPE_CHECKING:
@@ -51,17 +51,17 @@ def direction_rules(split: DirectionSplit, promotion: DirectionPromotion) -> lis
     model = split.models[MODEL].scores
     diff = split.accuracy_vs_best_baseline
     rules = [
-        _rule("accuracy_vs_best_baseline", MODEL_FOLD, diff.low, promotion.accuracy_margin,
+        judged_rule("accuracy_vs_best_baseline", MODEL_FOLD, diff.low, promotion.accuracy_margin,
               at_most=False,
               undefined="undefined (too few labelled samples to resample)",
               what=f"{DECIDING_SPLIT} accuracy {model.accuracy:.4f} minus the best baseline's "
               f"({diff.baseline} {diff.baseline_accuracy:.4f}): "
               f"{100 * diff.level:.0f} % bootstrap lower bound"),
-        _rule("calibration_error", MODEL_FOLD, model.ece, promotion.max_ece, at_most=True,
+        judged_rule("calibration_error", MODEL_FOLD, model.ece, promotion.max_ece, at_most=True,
               what=f"{DECIDING_SPLIT} expected calibration error ({model.ece_bins} bins)"),
     ]
     if promotion.min_accuracy is not None:
-        rules.append(_rule("min_accuracy", MODEL_FOLD, model.accuracy, promotion.min_accuracy,
+        rules.append(judged_rule("min_accuracy", MODEL_FOLD, model.accuracy, promotion.min_accuracy,
                            at_most=False, what=f"{DECIDING_SPLIT} accuracy"))
     return rules
 

@@ -22,7 +22,7 @@ _COLORS = {"agent": "#d62728", "buy_and_hold": "#1f77b4", "flat": "#7f7f7f",
 ROLLING_DAYS = 7
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,10 +31,10 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any, dpi: int = 70) -> bytes:
+def png(fig: Any, dpi: int = 70) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -57,7 +57,7 @@ def _finish(fig: Any, axes: Any, title: str) -> bytes:
     axes[0][0].legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def equity_png(splits: dict[str, dict[str, PolicyRun]], title: str) -> bytes:
@@ -66,7 +66,7 @@ def equity_png(splits: dict[str, dict[str, PolicyRun]], title: str) -> bytes:
 
     ``splits`` maps split name -> policy name -> its walk.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(splits), figsize=(5.5 * len(splits), 5), sharex="col",
                              squeeze=False, gridspec_kw={"height_ratios": [3, 1]})
     for col, (split, policies) in enumerate(splits.items()):
@@ -96,7 +96,7 @@ def daily_png(splits: dict[str, dict[str, pd.Series]], title: str) -> bytes:
 
     ``splits`` maps split name -> policy name -> its daily returns.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(splits), figsize=(5.5 * len(splits), 5), sharex="col",
                              squeeze=False)
     for col, (split, policies) in enumerate(splits.items()):

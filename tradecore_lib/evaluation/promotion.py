@@ -114,8 +114,8 @@ def judge(folds: Sequence[FoldEvaluation], gate: PromotionGate, *, eligible: boo
                    passed=passed)
 
 
-def _rule(name: str, fold: int, value: float | None, limit: float, *, at_most: bool, what: str,
-          undefined: str = "undefined") -> Rule:
+def judged_rule(name: str, fold: int, value: float | None, limit: float, *, at_most: bool,
+                what: str, undefined: str = "undefined") -> Rule:
     """``value`` strictly above ``limit``, or (``at_most``) not above it; None fails."""
     relation = "<=" if at_most else ">"
     if value is None:
@@ -145,25 +145,26 @@ def _fold_rules(fold: int, count: int, split: SplitResult, gate: PromotionGate) 
     diff = split.agent.sharpe_vs_buy_and_hold
     random = split.matched_random
     rules = [
-        _rule("net_return", fold, agent.total_return, gate.min_net_return, at_most=False,
+        judged_rule("net_return", fold, agent.total_return, gate.min_net_return, at_most=False,
               what=f"{where} net return"),
-        _rule("sharpe_vs_buy_and_hold", fold, diff.low, gate.sharpe_margin_vs_buy_and_hold,
+        judged_rule("sharpe_vs_buy_and_hold", fold, diff.low, gate.sharpe_margin_vs_buy_and_hold,
               at_most=False, undefined="undefined (the agent's daily returns do not vary)",
               what=f"{where} daily Sharpe {_num(agent.daily_sharpe)} minus buy-and-hold's "
               f"{_num(hold.daily_sharpe)}: {100 * diff.level:.0f} % bootstrap lower bound"),
-        _rule("random_percentile", fold, sharpe, random_limit(split, gate.random_percentile),
+        judged_rule("random_percentile", fold, sharpe, random_limit(split, gate.random_percentile),
               at_most=False,
               what=f"{where} daily Sharpe (percentile {split.agent.random_percentile:.1f}, p = "
               f"{split.agent.random_p_value:.3f} among {random.policies} matched random; "
               f"limit: their {gate.random_percentile:g}th percentile)"),
-        _rule("kill_switch_hits", fold, agent.kill_switch_hits, gate.max_kill_switch_hits,
+        judged_rule("kill_switch_hits", fold, agent.kill_switch_hits, gate.max_kill_switch_hits,
               at_most=True, what=f"{where} kill-switch hits"),
-        _rule("guardrail_breaches", fold, agent.guardrail_breaches, gate.max_guardrail_breaches,
+        judged_rule("guardrail_breaches", fold, agent.guardrail_breaches,
+                    gate.max_guardrail_breaches,
               at_most=True, what=f"{where} guardrail breaches"),
     ]
     champion = split.policies.get(CHAMPION_POLICY)
     if gate.require_beats_champion and champion is not None:
-        rules.append(_rule("beats_champion", fold, sharpe,
+        rules.append(judged_rule("beats_champion", fold, sharpe,
                            comparable_sharpe(champion.daily_sharpe), at_most=False,
                            what=f"{where} daily Sharpe vs the champion's on the same window"))
     return rules

@@ -117,7 +117,7 @@ class EvaluationSummary(RecordModel):
                      for split, o in self.overall.items()]
         return [{**({"fold": fold} if many else {}), "split": split, **metric_row(name, m)}
                 for fold, split, policies, random in sections
-                for name, m in _ordered(policies, random)]
+                for name, m in ordered_policies(policies, random)]
 
     def agent_rows(self) -> list[dict[str, Any]]:
         """The agent's statistics, one rounded row per fold and split."""
@@ -127,7 +127,7 @@ class EvaluationSummary(RecordModel):
                 for f in self.folds for split, r in f.splits.items()]
 
 
-def _ordered(policies: dict[str, PolicyMetrics], random: MatchedRandom
+def ordered_policies(policies: dict[str, PolicyMetrics], random: MatchedRandom
              ) -> list[tuple[str, PolicyMetrics]]:
     leading = [(name, policies[name]) for name in LEADING if name in policies]
     rest = [(name, m) for name, m in policies.items() if name not in LEADING]
