@@ -19,6 +19,7 @@ from tradecore_lib.direction.launch import (
     model_kind,
     model_markets,
     parse_direction_request,
+    plan_direction_folds,
     venue_markets,
 )
 from tradecore_lib.direction.models import (
@@ -29,6 +30,8 @@ from tradecore_lib.direction.models import (
 )
 from tradecore_lib.direction.store import make_direction_run_id
 from tradecore_lib.errors import ConfigError
+from tradecore_lib.features import feature_key
+from tradecore_lib.lake import Lake, candle_key
 from tradecore_lib.months import Month
 from tradecore_lib.train.data import PartitionUsed
 
@@ -173,3 +176,24 @@ def test_request_and_command_line_are_inverse() -> None:
     assert parse_direction_request(argv[3:]) == request
     with pytest.raises(ConfigError, match="JSON object"):
         parse_direction_request(["--model-key", "x", "--overrides", "[1]"])
+
+
+def test_folds_are_planned_on_the_months_every_market_has(tmp_path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    markets = venue_markets("synthetic")
+    for market in markets:
+        last = 3 if market.name == "synthetic_eth_usd" else 4  # ETH lacks 2024-04
+        for month in (Month(2024, m) for m in range(1, last + 1)):
+            # only presence matters to the planner
+            lake.write_bytes(candle_key(market, month), b"x")
+            lake.write_bytes(feature_key(market.feature_preset, market, month), b"x")
+    now = Month(2024, 6).start_ms
+    lstm = DirectionRequest(model_key="synthetic_btc_usd", preset="cpu-control")
+    cfg, ((fold, request),) = plan_direction_folds(lake, lstm, now)
+    assert [str(m) for m in fold.months] == ["2024-02", "2024-03", "2024-04"]
+    assert request.config().data.test_months == ["2024-04"]
+    multi = DirectionRequest(model_key="synthetic_multi", preset="cpu-control")
+    _, ((fold, request),) = plan_direction_folds(lake, multi, now)
+    assert [str(m) for m in fold.months] == ["2024-01", "2024-02", "2024-03"]
+    with pytest.raises(DirectionConfigError, match="need 3 months"):
+        plan_direction_folds(lake, multi, Month(2024, 3).start_ms)

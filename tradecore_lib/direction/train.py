@@ -216,13 +216,14 @@ def score(model: nn.Module, samples: SequenceSet | MultiSequenceSet, batch_size:
           ) -> dict[str, float]:
     """Mean BCE loss and accuracy (threshold p = 0.5) of ``model`` on ``samples``."""
     model.eval()
-    loss_sum = correct = count = 0.0
+    totals = torch.zeros(3, dtype=torch.float64, device=samples.device)  # loss, right, count
     for inputs, y, weight in batches(samples, batch_size, None):
         logits = model(*inputs)
         losses = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        loss_sum += float((losses * weight).sum())
-        correct += float((((logits > 0).to(y.dtype) == y).to(y.dtype) * weight).sum())
-        count += float(weight.sum())
+        right = ((logits > 0).to(y.dtype) == y).to(y.dtype)
+        totals += torch.stack([(losses * weight).sum(), (right * weight).sum(),
+                               weight.sum()]).to(torch.float64)
+    loss_sum, correct, count = totals.tolist()
     return {"loss": loss_sum / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
 
 
@@ -236,7 +237,9 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer,
     search's timing).
     """
     model.train()
-    loss_sum = correct = count = 0.0
+    # Sums stay on the device and are read once at the end: a float() per batch would make
+    # a GPU wait for every step.
+    totals = torch.zeros(3, dtype=torch.float64, device=samples.device)  # loss, right, count
     seen = 0
     start = time.perf_counter()
     clip = cfg.training.max_grad_norm
@@ -252,13 +255,11 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer,
             nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         with torch.no_grad():
-            n = float(weight.sum())
-            loss_sum += float(loss) * n
-            correct += float((((logits > 0).to(y.dtype) == y).to(y.dtype) * weight).sum())
-            count += n
+            n = weight.sum()
+            right = (((logits > 0).to(y.dtype) == y).to(y.dtype) * weight).sum()
+            totals += torch.stack([loss.detach() * n, right, n]).to(torch.float64)
             seen += int(y.shape[0])
-    if str(samples.device).startswith("cuda"):
-        torch.cuda.synchronize()
+    loss_sum, correct, count = totals.tolist()  # waits for the device once
     seconds = time.perf_counter() - start
     return {"loss": loss_sum / max(count, 1.0), "accuracy": correct / max(count, 1.0),
             "samples": seen, "seconds": seconds}
