@@ -50,7 +50,7 @@ def test_lstm_maps_windows_to_one_logit_each() -> None:
     assert not torch.allclose(model(x), model(changed))
 
 
-def test_transformer_gives_one_logit_per_market_and_ignores_masked_cells() -> None:
+def test_transformer_gives_one_logit_per_market_and_masks_minutes_missing_anywhere() -> None:
     torch.manual_seed(0)
     model = DirectionTransformer(n_inputs=4, n_markets=3, sequence_length=100).eval()
     assert len(model.encoder.layers) == 4
@@ -58,15 +58,23 @@ def test_transformer_gives_one_logit_per_market_and_ignores_masked_cells() -> No
     x = torch.randn(2, 100, 3, 4)
     present = torch.ones(2, 100, 3, dtype=torch.bool)
     present[0, 40:60, 1] = False  # market 1 missing 20 minutes
-    present[1, -1, 2] = False  # market 2 has no bar at minute t
+    present[1, -1, 2] = False  # market 2 has no bar at the decision minute
     out = model(x, present)
     assert out.shape == (2, 3) and torch.isfinite(out).all()
     noisy = x.clone()
-    noisy[0, 40:60, 1] = 1e3  # masked cells: their inputs must not matter
+    noisy[0, 40:60, 1] = 1e3  # absent cells: their inputs must not matter
     noisy[1, -1, 2] = -1e3
     torch.testing.assert_close(model(noisy, present), out)
-    noisy[0, 10, 0] = 1e3  # a present cell does matter
+    noisy[0, 50, 0] = 1e3  # a present cell of a minute missing in another market: masked
+    torch.testing.assert_close(model(noisy, present), out)
+    noisy[0, 10, 0] = 1e3  # a minute every market has does matter
     assert not torch.allclose(model(noisy, present)[0], out[0])
+    noisy = x.clone()
+    noisy[1, -1, 0] = 5.0  # the decision minute is read even when a market lacks it
+    assert not torch.allclose(model(noisy, present)[1], out[1])
+    alone = torch.zeros(1, 100, 3, dtype=torch.bool)
+    alone[0, -1, 0] = True  # nothing common in the window: still finite
+    assert torch.isfinite(model(x[:1], alone)).all()
     with pytest.raises(ValueError, match="expected windows"):
         model(x[:, :50], present[:, :50])
 

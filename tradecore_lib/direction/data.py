@@ -31,12 +31,15 @@ unchanged to validation, test and signals.
 **Several markets** (the venue's transformer). The markets' bars are aligned on the union of
 their timestamps: row ``k`` of the (T, M, F) table is the ``k``-th minute at which any of the
 markets has a bar. A cell (minute, market) with no bar, a warm-up row or a non-finite input is
-*masked*: its inputs are 0 and ``present`` is False, and the model's attention never reads it.
-A sample ending at row ``t`` needs L consecutive minutes of the union (a minute with no bar
-in *any* market breaks the window, as a gap does for one market); each market has its own
-label at ``t`` (defined only where that market has bar ``t``), and a market with no label
-contributes nothing to the loss. A sample with no defined label in any market is dropped.
-Predictions for market ``m`` exist at rows where ``m`` has a bar and the window is valid.
+*absent*: its inputs are 0 and ``present`` is False. The transformer
+(:class:`~tradecore_lib.direction.models.DirectionTransformer`) masks every minute that is
+absent in any market, so it reads the markets' common minutes; the decision minute ``t`` is
+always read. A sample ending at row ``t`` needs L consecutive minutes of the union (a minute
+with no bar in *any* market breaks the window, as a gap does for one market); each market
+has its own label at ``t`` (defined only where that market has a usable bar ``t``), and a
+market with no label contributes nothing to the loss. A sample with no defined label in any
+market is dropped. Predictions for market ``m`` exist at rows where ``m`` has a usable bar and
+the window is valid.
 
 **Determinism.** Batch order is ``torch.randperm`` from a ``torch.Generator`` seeded with the
 run seed and the epoch (:func:`epoch_generator`), so epoch ``e`` has the same order whether or

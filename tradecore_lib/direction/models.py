@@ -51,19 +51,21 @@ class DirectionLSTM(nn.Module):
 
 
 class DirectionTransformer(nn.Module):
-    """Transformer encoder over the tokens (minute, market) of several aligned markets.
+    """Transformer encoder over the minutes of several aligned markets, one logit per market.
 
     Inputs: ``x`` (B, L, M, F) float32 normalized inputs; ``present`` (B, L, M) bool, False
-    for masked cells (no bar in that market at that minute, a warm-up row or a non-finite
-    input: see :mod:`tradecore_lib.direction.data`). Output: (B, M) float32 logits, one per
-    market, of ``label[t] = 1``.
+    for cells with no usable bar (no bar in that market at that minute, a warm-up row or a
+    non-finite input: see :mod:`tradecore_lib.direction.data`). Output: (B, M) float32 logits,
+    one per market, of ``label[t] = 1``.
 
-    Each cell becomes one token: a linear projection of its F inputs plus a learned market
-    embedding and a learned position (minute of the window) embedding. Masked cells are
-    padding keys: no token attends to them, so their zeroed inputs carry nothing. The logit
-    of market ``m`` is read from the token (minute ``t``, market ``m``), which attends to every
-    present token of every market in the window. Every sample must have at least one present
-    token (the sample builders guarantee one at minute ``t``).
+    One token per minute (L tokens): the M markets' inputs of that minute side by side, with
+    absent cells zeroed, plus one presence flag per market, projected to ``d_model``, plus a
+    learned position (minute of the window) embedding. **Masking**: a minute missing in any
+    market is a padding key (no token attends to it), so the encoder reads only the minutes
+    common to all the markets. The decision minute ``t`` is the exception: its token is the
+    one the logits are read from and is always attended, its absent markets' slots zero with
+    their presence flag 0 (a market absent at ``t`` has no label there; its logit is never
+    scored). So every window has at least one key.
     """
 
     def __init__(self, n_inputs: int, n_markets: int, sequence_length: int, d_model: int = 64,
@@ -76,14 +78,13 @@ class DirectionTransformer(nn.Module):
                        "feedforward": feedforward, "dropout": dropout}
         self.n_markets = n_markets
         self.sequence_length = sequence_length
-        self.project = nn.Linear(n_inputs, d_model)
-        self.market_embedding = nn.Embedding(n_markets, d_model)
+        self.project = nn.Linear(n_markets * (n_inputs + 1), d_model)
         self.position_embedding = nn.Embedding(sequence_length, d_model)
         layer = nn.TransformerEncoderLayer(d_model, num_heads, feedforward, dropout,
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, 1)
+        self.head = nn.Linear(d_model, n_markets)
 
     def kwargs(self) -> dict[str, Any]:
         """Constructor keywords (what the checkpoint stores to rebuild it)."""
@@ -94,18 +95,16 @@ class DirectionTransformer(nn.Module):
         if length != self.sequence_length or m != self.n_markets:
             raise ValueError(f"expected windows of {self.sequence_length} minutes x "
                              f"{self.n_markets} markets, got {length} x {m}")
-        # Masked cells are zeroed here too (the sample builders already do): the token of a
-        # market with no bar at minute t is still a query, and its logit (never scored) must
-        # not depend on whatever the cell held.
-        x = x.masked_fill(~present.unsqueeze(-1), 0.0)
-        markets = torch.arange(m, device=x.device)
+        # Absent cells are zeroed here too (the sample builders already do), so nothing a
+        # cell held before it was masked can reach the output.
+        flags = present.unsqueeze(-1).to(x.dtype)
+        cells = torch.cat([x * flags, flags], dim=-1).reshape(b, length, -1)
         positions = torch.arange(length, device=x.device)
-        tokens = (self.project(x) + self.market_embedding(markets)[None, None]
-                  + self.position_embedding(positions)[None, :, None])
-        tokens = tokens.reshape(b, length * m, -1)
-        encoded = self.encoder(tokens, src_key_padding_mask=~present.reshape(b, length * m))
-        last = self.norm(encoded[:, (length - 1) * m:])  # (B, M, d): minute t of each market
-        return self.head(last).squeeze(-1)
+        tokens = self.project(cells) + self.position_embedding(positions)[None]
+        padding = ~present.all(dim=-1)  # (B, L): a minute missing in any market
+        padding[:, -1] = False  # the decision minute is always read
+        encoded = self.encoder(tokens, src_key_padding_mask=padding)
+        return self.head(self.norm(encoded[:, -1]))
 
 
 def build_model(kind: ModelKind, cfg: DirectionConfig, n_inputs: int,
