@@ -516,10 +516,10 @@ def train(request: DirectionRequest, report: Reporter, *, probe: GpuProbe | None
     started = time.monotonic()
     wall_before = rows[-1]["wall_s"] if rows else 0.0
     epoch = done
+    guard = _ThermalGuard(cfg.gpu.max_temperature_c, report)
     while epoch < total and not (patience is not None and waited >= patience):
         reading = gpu.read()
-        stop = _thermal_stop(cfg, reading.temperature_c, report)
-        if stop:
+        if guard.should_stop(reading.temperature_c):
             return stopped_metadata(store, cfg, epoch, reading.temperature_c, device, gpu)
         fit = train_epoch(model, optimizer, samples.train, cfg, epoch, cfg.seed)
         val = score(model, samples.validation, cfg.training.predict_batch_size)
@@ -570,20 +570,30 @@ def train(request: DirectionRequest, report: Reporter, *, probe: GpuProbe | None
     return result
 
 
-def _thermal_stop(cfg: DirectionConfig, temperature_c: float | None, report: Reporter) -> bool:
-    limit = cfg.gpu.max_temperature_c
-    if limit is None:
-        return False
-    if temperature_c is None:
-        report.warning(f"thermal guard at {limit:g} °C cannot read the GPU temperature; this "
-                       "epoch goes on unguarded")
-        return False
-    if temperature_c <= limit:
-        return False
-    report.warning(f"thermal guard: GPU at {temperature_c:g} °C, above {limit:g} °C, before "
-                   "the next epoch; the last epoch's checkpoint is kept, training stops "
-                   "(re-run to resume)")
-    return True
+class _ThermalGuard:
+    """The thermal guard between epochs: True when the reading is above the limit (a reading
+    without a temperature is warned about once and lets training go on, as in PPO)."""
+
+    def __init__(self, limit_c: float | None, report: Reporter) -> None:
+        self.limit_c = limit_c
+        self.report = report
+        self._blind_warned = False
+
+    def should_stop(self, temperature_c: float | None) -> bool:
+        if self.limit_c is None:
+            return False
+        if temperature_c is None:
+            if not self._blind_warned:
+                self.report.warning(f"thermal guard at {self.limit_c:g} °C cannot read the GPU "
+                                    "temperature; training goes on unguarded")
+                self._blind_warned = True
+            return False
+        if temperature_c <= self.limit_c:
+            return False
+        self.report.warning(f"thermal guard: GPU at {temperature_c:g} °C, above "
+                            f"{self.limit_c:g} °C, before the next epoch; the last epoch's "
+                            "checkpoint is kept, training stops (re-run to resume)")
+        return True
 
 
 def progress_line(model_key: str, row: dict[str, Any], total: int) -> str:
