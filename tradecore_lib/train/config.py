@@ -70,7 +70,11 @@ LEGACY_KEYS = {"brain_shampoo": "vec_normalize", "nudge_bars": "nudge_actions"}
 IDENTITY_NAMES = {new: old for old, new in LEGACY_KEYS.items()}
 # Fields added after run ids were first computed, with the value that means "as before": the
 # identity leaves them out while they hold it.
-ADDED_FIELDS: dict[tuple[str, ...], Any] = {("windows",): None, ("data", "purge_days"): 0}
+ADDED_FIELDS: dict[tuple[str, ...], Any] = {
+    ("windows",): None, ("data", "purge_days"): 0,
+    ("ppo", "policy"): {"extractor": "mlp", "patch_bars": None, "channels": None},
+    ("ppo", "fused_adam"): False,
+}
 # Promotion thresholds of stored configs from before the validation gate (old -> new).
 LEGACY_PROMOTION_KEYS = {"min_sharpe_margin_vs_buy_and_hold": "sharpe_margin_vs_buy_and_hold",
                          "min_total_return": "min_net_return"}
@@ -248,6 +252,57 @@ class Fold:
         return [*self.train, *self.validation, *self.test]
 
 
+# The temporal extractor's hyper-parameters when a preset names the extractor without them.
+TEMPORAL_DEFAULTS = {"patch_bars": 8, "channels": 16}
+
+
+class PolicySettings(ConfigModel):
+    """What the policy and value networks read of an observation: SB3's features extractor
+    (``tradecore_lib.train.extractors``, shared by both networks).
+
+    Canonical form: with ``extractor: "mlp"`` the temporal hyper-parameters mean nothing and
+    are stored as null whatever was given (so switching a preset back to mlp through an
+    override needs no nulls, and an mlp run's id never depends on them); with ``"temporal"``
+    the ones left out take :data:`TEMPORAL_DEFAULTS` and are stored, so a stored run keeps its
+    network if the defaults change.
+    """
+
+    extractor: Literal["mlp", "temporal"] = Field(
+        default="mlp",
+        description="mlp: the flattened observation (window x columns + account vector) goes "
+        "straight into the networks' first layers (2 x obs x net_arch[0] multiply-adds). "
+        "temporal: a strided temporal convolution first: the window is cut into patches of "
+        "patch_bars bars and one learned linear map turns each patch into channels values, "
+        "the account vector passed alongside; (window / patch_bars) x channels + account "
+        "values reach the networks (on the 64 x 13 extended observation with 8 x 16: 133 "
+        "instead of 837). Affine, so the evaluation folds it into the first layer exactly.",
+    )
+    patch_bars: int | None = Field(
+        default=None, ge=1, le=4096,
+        description="temporal only: bars per patch (the convolution's kernel and stride); "
+        "must divide the env preset's window. Null with mlp; left out with temporal: 8.",
+    )
+    channels: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="temporal only: learned filters per patch (features per patch). Null "
+        "with mlp; left out with temporal: 16.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, raw: Any) -> Any:
+        if not isinstance(raw, Mapping):
+            return raw
+        out = dict(raw)
+        if out.get("extractor", "mlp") == "mlp":
+            out["patch_bars"] = out["channels"] = None
+        else:
+            for key, value in TEMPORAL_DEFAULTS.items():
+                if out.get(key) is None:
+                    out[key] = value
+        return out
+
+
 class PPOParams(ConfigModel):
     """Hyper-parameters passed to ``stable_baselines3.PPO`` under the same names."""
 
@@ -294,6 +349,18 @@ class PPOParams(ConfigModel):
     )
     activation: Literal["tanh", "relu"] = Field(
         default="tanh", description="Activation of the hidden layers."
+    )
+    policy: PolicySettings = Field(
+        default_factory=PolicySettings,
+        description="The features extractor both networks read the observation through: "
+        "mlp (the observation as it is) or temporal (a strided temporal convolution).",
+    )
+    fused_adam: bool = Field(
+        default=False,
+        description="Run Adam as torch's fused kernel (fused=True): the same update rule in "
+        "one kernel per step instead of a dozen small ops per parameter, about 3x faster "
+        "optimizer steps on a CPU; results differ from the unfused optimizer at float "
+        "rounding (so it is part of the run id). False: torch's default Adam, as before.",
     )
 
     @model_validator(mode="after")

@@ -43,12 +43,13 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
-from tradecore_lib.env import make_vec_env
+from tradecore_lib.env import EnvConfig, make_vec_env
 from tradecore_lib.features import WARMUP_COLUMN
 from tradecore_lib.lake import Lake
 from tradecore_lib.markets import get_market
 from tradecore_lib.months import iso_utc
 from tradecore_lib.paths import REPO_ROOT, default_lake_root
+from tradecore_lib.train import extractors
 from tradecore_lib.train.checkpoints import (
     CONFIG,
     LINEAGE,
@@ -59,6 +60,7 @@ from tradecore_lib.train.checkpoints import (
 )
 from tradecore_lib.train.config import (
     TrainConfig,
+    TrainConfigError,
     deep_merge,
     load_train_config,
     parse_train_config,
@@ -86,6 +88,7 @@ from tradecore_lib.train.reporting import (
     open_reporter,
     vecnormalize_bytes,
 )
+from tradecore_lib.train.rollout import TradeRolloutBuffer, TradeVecNormalize
 
 _ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 
@@ -256,7 +259,8 @@ def make_training_env(cfg: TrainConfig, frame: pd.DataFrame
     if not cfg.vec_normalize.enabled:
         return venv, None
     settings = cfg.vec_normalize
-    vec_normalize = VecNormalize(
+    # SB3's VecNormalize with the same numbers and fewer copies (tradecore_lib/train/rollout.py)
+    vec_normalize = TradeVecNormalize(
         venv, norm_obs=settings.normalize_obs, norm_reward=settings.normalize_reward,
         clip_obs=settings.clip_obs, clip_reward=settings.clip_reward, gamma=cfg.ppo.gamma,
     )
@@ -297,18 +301,50 @@ class ThroughputMeter:
 
 
 def new_model(cfg: TrainConfig, venv: VecEnv, device: str) -> PPO:
-    """A fresh SB3 PPO with every hyper-parameter of ``cfg.ppo``."""
+    """A fresh SB3 PPO with every hyper-parameter of ``cfg.ppo``: its features extractor
+    (``ppo.policy``, :mod:`tradecore_lib.train.extractors`), Adam fused or not
+    (``ppo.fused_adam``) and the copy-free rollout buffer
+    (:class:`~tradecore_lib.train.rollout.TradeRolloutBuffer`, SB3's samples exactly)."""
     p = cfg.ppo
+    policy_kwargs: dict[str, Any] = {"net_arch": list(p.net_arch),
+                                     "activation_fn": _ACTIVATIONS[p.activation],
+                                     **extractor_kwargs(cfg, venv)}
+    if p.fused_adam:
+        # SB3 passes eps=1e-5 to Adam only when given no optimizer_kwargs: keep it
+        policy_kwargs["optimizer_kwargs"] = {"eps": 1e-5, "fused": True}
     return PPO(
         "MlpPolicy", venv,
         learning_rate=p.learning_rate, n_steps=p.n_steps, batch_size=p.batch_size,
         n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
         clip_range_vf=p.clip_range_vf, normalize_advantage=p.normalize_advantage,
         ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-        target_kl=p.target_kl,
-        policy_kwargs={"net_arch": list(p.net_arch), "activation_fn": _ACTIVATIONS[p.activation]},
+        target_kl=p.target_kl, policy_kwargs=policy_kwargs,
+        rollout_buffer_class=TradeRolloutBuffer,
         seed=cfg.seed, device=device, verbose=0,
     )
+
+
+def extractor_kwargs(cfg: TrainConfig, venv: VecEnv) -> dict[str, Any]:
+    """SB3 ``policy_kwargs`` of ``cfg.ppo.policy``'s features extractor, sized from the env's
+    preset (its window and account vector)."""
+    policy = cfg.ppo.policy
+    if policy.extractor == "mlp":
+        return extractors.policy_kwargs("mlp")
+    env_cfgs = venv.get_attr("cfg", [0])
+    if not env_cfgs or not isinstance(env_cfgs[0], EnvConfig):
+        raise TypeError(f"training preset {cfg.name!r} asks for the temporal extractor, which "
+                        "reads a TradeVecEnv's window layout; this env has no TradeCore preset")
+    env_cfg = env_cfgs[0]
+    assert policy.patch_bars is not None and policy.channels is not None  # PolicySettings
+    try:
+        extractors.check_temporal(int(venv.observation_space.shape[0]), env_cfg.window,
+                                  env_cfg.account_size, policy.patch_bars, policy.channels)
+    except ValueError as exc:
+        raise TrainConfigError(f"training preset {cfg.name!r} with env preset "
+                               f"{env_cfg.name!r}: {exc}") from None
+    return extractors.policy_kwargs("temporal", window=env_cfg.window,
+                                    account_size=env_cfg.account_size,
+                                    patch_bars=policy.patch_bars, channels=policy.channels)
 
 
 def resolve_device(cfg: TrainConfig) -> str:
