@@ -114,7 +114,7 @@ def test_stated_parameters_match_the_built_policy(frame, overrides) -> None:
     settings = load_train_config("cpu-smoke", deep_merge(TINY, overrides)).ppo
     dim = int(model.observation_space.shape[0])
     cost = describe(settings.policy.extractor, dim, 64, 5, settings.net_arch, 3,
-                    patch_bars=settings.policy.patch_bars or 8,
+                    patch_bars=settings.policy.patch_bars or 4,
                     channels=settings.policy.channels or 16)
     extractor_params = sum(p.numel() for p in policy.features_extractor.parameters())
     assert cost.extractor_params == extractor_params
@@ -201,8 +201,8 @@ def test_mlp_is_canonical_and_keeps_old_run_ids_temporal_is_filled_in_and_new() 
                                                                "patch_bars": 4}}})
     assert noisy.ppo.policy.patch_bars is None and noisy.identity() == base.identity()
     temporal = load_train_config("cpu-smoke", {"ppo": {"policy": {"extractor": "temporal"}}})
-    assert (temporal.ppo.policy.patch_bars, temporal.ppo.policy.channels) == (8, 16)
-    assert temporal.identity()["ppo"]["policy"] == {"extractor": "temporal", "patch_bars": 8,
+    assert (temporal.ppo.policy.patch_bars, temporal.ppo.policy.channels) == (4, 16)
+    assert temporal.identity()["ppo"]["policy"] == {"extractor": "temporal", "patch_bars": 4,
                                                     "channels": 16}
     fused = load_train_config("cpu-smoke", {"ppo": {"fused_adam": True}})
     assert fused.identity() != base.identity() != temporal.identity()

@@ -32,18 +32,22 @@ network (SB3's default for PPO), chosen by the training preset's ``ppo.policy.ex
     of close-to-close returns over any range of lags (the planted temporal edge's predictor:
     bars 5..30 back) as a combination of per-patch partial sums.
 
-Per observation, ``net_arch [64, 64]``, 3 discrete actions, temporal ``P = 8, H = 16``
-(:func:`describe`; parameters of the extractor / of the two networks and heads, multiply-adds
-of one forward pass in all):
+Per observation, ``net_arch [64, 64]``, 3 discrete actions, temporal ``P = 4, H = 16`` (the
+defaults; :func:`describe`): parameters of the extractor + of the two networks and heads,
+features the networks read, multiply-adds of one forward pass in all:
 
-=============================  =====  ==========================  ===================
-observation                    D      mlp: params, MACs           temporal: params, MACs
-=============================  =====  ==========================  ===================
-control, 32 x 7 + 5            229    0 / 38,020, 37,760          912 / 17,540, 20,864
-default, 64 x 7 + 5            453    0 / 66,692, 66,432          912 / 25,732, 32,640
-extended, 64 x 13 + 5          837    0 / 115,844, 115,584        1,680 / 25,732, 38,784
-64 x 17 + 7 (bench_env)        1095   0 / 148,868, 148,608        2,192 / 25,988, 43,136
-=============================  =====  ==========================  ===================
+=========================  =====  =====================  ==========================
+observation                D      mlp: params, MACs      temporal: params, feat, MACs
+=========================  =====  =====================  ==========================
+control, 32 x 7 + 5        229    38,020, 37,760         464 + 25,732, 133, 29,056
+default, 64 x 7 + 5        453    66,692, 66,432         464 + 42,116, 261, 49,024
+extended, 64 x 13 + 5      837    115,844, 115,584       848 + 42,116, 261, 55,168
+64 x 17 + 7 (bench_env)    1095   148,868, 148,608       1,104 + 42,372, 263, 59,520
+=========================  =====  =====================  ==========================
+
+With cpu-default's ``net_arch [128, 128]`` on the extended observation: 247,552 MACs (mlp)
+against 113,408 (temporal). ``P = 8, H = 16`` halves the features again (extended: 38,784
+MACs) but recovered less of the planted temporal edge (bench/bench_extractor_controls.py).
 
 FLOPs here are multiply-adds of one forward pass of one observation (:func:`describe` gives
 both figures for a concrete observation); the PPO update runs every rollout sample forward
@@ -125,7 +129,7 @@ class TemporalPatches(BaseFeaturesExtractor):
     """
 
     def __init__(self, observation_space: spaces.Box, window: int, account_size: int,
-                 patch_bars: int = 8, channels: int = 16) -> None:
+                 patch_bars: int = 4, channels: int = 16) -> None:
         dim = _flat_dim(observation_space)
         check_temporal(dim, window, account_size, patch_bars, channels)
         self.window, self.account_size = window, account_size
@@ -208,7 +212,7 @@ class ExtractorCost:
 
 
 def describe(extractor: Extractor, obs_dim: int, window: int, account_size: int,
-             net_arch: list[int], action_outputs: int, patch_bars: int = 8,
+             net_arch: list[int], action_outputs: int, patch_bars: int = 4,
              channels: int = 16) -> ExtractorCost:
     """Parameters and multiply-adds per observation of ``extractor`` with ``net_arch`` for
     the policy and the value network (``action_outputs`` logits: 3 for short/flat/long)."""
@@ -230,7 +234,7 @@ def describe(extractor: Extractor, obs_dim: int, window: int, account_size: int,
 
 
 def policy_kwargs(extractor: Extractor, *, window: int | None = None,
-                  account_size: int | None = None, patch_bars: int = 8,
+                  account_size: int | None = None, patch_bars: int = 4,
                   channels: int = 16) -> dict[str, Any]:
     """The ``features_extractor_class`` / ``features_extractor_kwargs`` of SB3's
     ``policy_kwargs`` for ``extractor``; ``temporal`` needs the env's ``window`` (bars) and
