@@ -182,24 +182,32 @@ def test_bad_target_paths_are_refused(frame, n_rows) -> None:
         run_policies(frame, SETTINGS, {"big": Target(np.full(n_rows, 2.0))})
 
 
-@pytest.mark.parametrize("preset", ["default", "nudge", "continuous"])
-def test_the_agent_network_walked_in_the_kernel_is_the_sb3_policy(preset) -> None:
+@pytest.mark.parametrize(("preset", "extractor"), [
+    ("default", "mlp"), ("nudge", "mlp"), ("continuous", "mlp"),
+    ("default", "temporal"), ("nudge", "temporal"), ("continuous", "temporal")])
+def test_the_agent_network_walked_in_the_kernel_is_the_sb3_policy(preset, extractor) -> None:
     """The walk decided by the kernel's forward pass of a PPO policy (with VecNormalize
-    statistics) is the walk of SB3's own deterministic predictions, bar by bar."""
+    statistics) is the walk of SB3's own deterministic predictions, bar by bar; with the
+    temporal extractor folded into the first layer as well."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecNormalize
 
     from tradecore_lib.env import make_vec_env
     from tradecore_lib.evaluation.agent import mlp_policy
+    from tradecore_lib.train.extractors import policy_kwargs
 
     frame = synthetic_frame(n_features=2, rows=4_000)
     settings = {"preset": preset, "exclude_column": "warmup"}
     venv = VecNormalize(make_vec_env(frame, 2, settings, seed=0))
+    env_cfg = venv.get_attr("cfg", [0])[0]
+    kwargs = policy_kwargs(extractor, window=env_cfg.window, account_size=env_cfg.account_size)
     model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, seed=0, device="cpu",
-                policy_kwargs={"net_arch": [32, 16]})
+                policy_kwargs={"net_arch": [32, 16], **kwargs})
     with torch.no_grad():  # a trained policy's decisive outputs (SB3 starts the head at 0.01)
         model.policy.action_net.weight.mul_(100.0)
+        if extractor == "temporal":  # filters that matter (the default init is small)
+            model.policy.features_extractor.patch.weight.mul_(10.0)
     venv.reset()
     venv.action_space.seed(0)
     for _ in range(300):  # statistics that are not the identity

@@ -34,11 +34,18 @@ def mlp_policy(model: Any, vec_normalize: Any | None) -> MlpPolicy:
     """The deterministic actor of an SB3 PPO ``MlpPolicy`` (``Discrete``, ``MultiDiscrete`` or
     ``Box`` actions) and its frozen VecNormalize observation statistics, as arrays.
 
+    An affine features extractor (``ppo.policy.extractor: temporal``) is folded exactly into
+    the first layer (:func:`~tradecore_lib.train.extractors.affine_map`), so the kernel
+    plays the same network over the raw (normalized) observation.
+
     Raises:
-        TradeCoreError: the network has a layer other than Linear, Tanh or ReLU.
+        TradeCoreError: the network has a layer other than Linear, Tanh or ReLU, or a
+            features extractor that is not affine.
     """
     import torch
     from gymnasium import spaces
+
+    from tradecore_lib.train.extractors import affine_map  # torch and SB3: loaded here only
 
     def array(tensor: Any) -> np.ndarray:
         return tensor.detach().cpu().numpy().astype(np.float32)
@@ -57,6 +64,24 @@ def mlp_policy(model: Any, vec_normalize: Any | None) -> MlpPolicy:
     if len(activations) > 1:
         raise TradeCoreError("the policy network mixes tanh and relu layers")
     head = model.policy.action_net
+    head_weight = np.ascontiguousarray(array(head.weight).T)
+    head_bias = array(head.bias)
+    try:
+        fold = affine_map(model.policy.pi_features_extractor)
+    except TypeError as error:
+        raise TradeCoreError(f"TradeCore's backtest cannot play this policy: {error}") from None
+    if fold is not None:
+        # features = obs @ matrix + bias feed the first layer (W, b): the kernel plays
+        # obs @ (matrix @ W) + (bias @ W + b), computed in float64 and rounded once.
+        matrix, bias = fold
+        first_weight, first_bias = (weights[0], biases[0]) if weights else (head_weight,
+                                                                            head_bias)
+        folded_weight = np.ascontiguousarray((matrix @ first_weight).astype(np.float32))
+        folded_bias = (bias @ first_weight + first_bias).astype(np.float32)
+        if weights:
+            weights[0], biases[0] = folded_weight, folded_bias
+        else:
+            head_weight, head_bias = folded_weight, folded_bias
     space = model.action_space
     if isinstance(space, spaces.Discrete):
         dims: tuple[int, ...] = (int(space.n),)
@@ -74,8 +99,7 @@ def mlp_policy(model: Any, vec_normalize: Any | None) -> MlpPolicy:
         clip = float(vec_normalize.clip_obs)
     return MlpPolicy(obs_shift=shift, obs_scale=scale, obs_clip=clip, weights=tuple(weights),
                      biases=tuple(biases), relu=torch.nn.ReLU in activations,
-                     head_weight=np.ascontiguousarray(array(head.weight).T),
-                     head_bias=array(head.bias), action_dims=dims)
+                     head_weight=head_weight, head_bias=head_bias, action_dims=dims)
 
 
 @dataclass
