@@ -134,6 +134,11 @@ class Market(ConfigModel):
     first_month: MonthField = Field(description="The first monthly partition, \"YYYY-MM\".")
     feature_preset: str = Field(description="Indicator preset in configs/tools/.")
     train_preset: str = Field(description="Training preset in configs/train/.")
+    direction_preset: str | None = Field(
+        default=None, description="Direction-model preset in configs/direction/: the market "
+        "gets a direction chain (its LSTM, and a place in its venue's transformer); null: "
+        "none.",
+    )
     enabled: bool = Field(default=True, description="False lists the market but builds no "
                           "assets for it.")
     source: dict[str, Any] = Field(
@@ -282,16 +287,19 @@ def markets_file() -> Path:
 def _resolve_references(markets: list[Market], path: Path) -> list[str]:
     """Problems of the presets the markets name, each preset validated completely once (a
     broken preset shared by several markets is reported once, naming them all)."""
+    from tradecore_lib.direction.config import load_direction_config
     from tradecore_lib.features.presets import load_feature_preset
     from tradecore_lib.train.config import load_train_config
 
     loaders = {"feature_preset": ("tools", load_feature_preset),
-               "train_preset": ("train", load_train_config)}  # resolves its env preset too
+               "train_preset": ("train", load_train_config),  # resolves its env preset too
+               "direction_preset": ("direction", load_direction_config)}
     problems = []
     for field, (kind, load) in loaders.items():
         users: dict[str, list[str]] = {}
         for market in markets:
-            users.setdefault(getattr(market, field), []).append(repr(market.name))
+            if getattr(market, field) is not None:
+                users.setdefault(getattr(market, field), []).append(repr(market.name))
         for name, names in users.items():
             where = f"{path}: market{'s' if len(names) > 1 else ''} {', '.join(names)}"
             try:

@@ -22,6 +22,11 @@ EVALUATION = "evaluation"
 CHAMPION = "champion"
 SIGNALS = "signals"
 CHAMPION_MONITOR = "champion_monitor"
+# the direction models' chain (keys <model_key>/<layer>: a market, or <venue>_multi)
+DIRECTION_MODEL = "direction_model"
+DIRECTION_EVALUATION = "direction_evaluation"
+DIRECTION_CHAMPION = "direction_champion"
+DIRECTION_SIGNALS = "direction_signals"
 
 # the stage each layer belongs to (a tag on every asset)
 STAGES = {
@@ -35,6 +40,10 @@ STAGES = {
     SIGNALS: "serving",
     # the champion judged again on each new month: an evaluation, of the serving model
     CHAMPION_MONITOR: "evaluation",
+    DIRECTION_MODEL: "training",
+    DIRECTION_EVALUATION: "evaluation",
+    DIRECTION_CHAMPION: "serving",
+    DIRECTION_SIGNALS: "serving",
 }
 LAYER_TAG = "tradecore/layer"
 

@@ -1,5 +1,6 @@
 """The record IO manager: typed hand-offs between ``ppo_agent``, ``evaluation``, ``champion``
-and ``signals``, stored per Dagster run.
+and ``signals`` (and the direction chain's ``direction_model``, ``direction_evaluation``,
+``direction_champion``, ``direction_signals``), stored per Dagster run.
 
 An asset using it returns a record (a :class:`~tradecore_lib.train.record.RunRecord`, an
 :class:`~tradecore_lib.evaluation.summary.EvaluationSummary`, a
@@ -26,6 +27,7 @@ the upgrade and the asset is the source of truth from then on.
 
 from __future__ import annotations
 
+import importlib
 import posixpath
 from collections.abc import Callable
 
@@ -33,19 +35,31 @@ import dagster as dg
 from pydantic import Field
 
 from tradecore_lib.evaluation.promotion import ChampionRecord, adopted_champion
-from tradecore_lib.evaluation.summary import EvaluationSummary
 from tradecore_lib.lake import Lake
 from tradecore_lib.tracking import Tracker
-from tradecore_lib.train.record import RecordError, RecordModel, RunRecord
-from tradecore_pipelines.constants import CHAMPION, EVALUATION, PPO_AGENT, asset_key
+from tradecore_lib.train.record import RecordError, RecordModel
+from tradecore_pipelines.constants import (
+    CHAMPION,
+    DIRECTION_CHAMPION,
+    DIRECTION_EVALUATION,
+    DIRECTION_MODEL,
+    EVALUATION,
+    PPO_AGENT,
+    asset_key,
+)
 from tradecore_pipelines.resources import LakeResource
 from tradecore_pipelines.resources_ml import MlflowResource
 
 RECORDS_IO_MANAGER = "records_io_manager"
-RECORD_TYPES: dict[str, type[RecordModel]] = {
-    PPO_AGENT: RunRecord,
-    EVALUATION: EvaluationSummary,
-    CHAMPION: ChampionRecord,
+# The record model of each layer, as "module:class": imported on first use, so that loading
+# the code location does not import the direction evaluation's engine.
+RECORD_TYPES: dict[str, str] = {
+    PPO_AGENT: "tradecore_lib.train.record:RunRecord",
+    EVALUATION: "tradecore_lib.evaluation.summary:EvaluationSummary",
+    CHAMPION: "tradecore_lib.evaluation.promotion:ChampionRecord",
+    DIRECTION_MODEL: "tradecore_lib.direction.record:DirectionRecord",
+    DIRECTION_EVALUATION: "tradecore_lib.direction.record:DirectionJudgement",
+    DIRECTION_CHAMPION: "tradecore_lib.direction.record:DirectionChampionRecord",
 }
 # Materialization metadata naming the stored record (lake-relative key and its URI).
 RECORD_KEY = "record_key"
@@ -62,10 +76,11 @@ def record_key(key: dg.AssetKey, name: str) -> str:
 def record_type(key: dg.AssetKey) -> type[RecordModel]:
     """The record model stored for asset ``key`` (by its layer)."""
     try:
-        return RECORD_TYPES[key.path[-1]]
+        module, name = RECORD_TYPES[key.path[-1]].split(":")
     except KeyError:
         raise RecordError(f"{key.to_user_string()} does not hand off a record; records exist "
                           f"for the layers {sorted(RECORD_TYPES)}") from None
+    return getattr(importlib.import_module(module), name)
 
 
 def read_record(lake: Lake, key: dg.AssetKey, lake_key: str) -> RecordModel:

@@ -1,5 +1,6 @@
-"""Where ``ppo_agent`` trains: ``local`` (a child process through ``PipesSubprocessClient``) or
-``runpod`` (a GPU pod through :class:`~tradecore_pipelines.runpod.PipesRunPodClient`).
+"""Where ``ppo_agent`` and ``direction_model`` train: ``local`` (a child process through
+``PipesSubprocessClient``) or ``runpod`` (a GPU pod through
+:class:`~tradecore_pipelines.runpod.PipesRunPodClient`).
 
 Both run the same entry point on the same request and report the same metadata; the run id
 (a digest of market, config and data) is the same, so the checkpoint a pod writes is the one a
@@ -9,7 +10,8 @@ local run would have written. With ``runpod``:
   (``TRADECORE_LAKE_ROOT=s3://<volume id>/tradecore/lake`` on the volume's S3 API), the fold's
   inputs (candles, features and funding of its train months, the warm-start champion's model)
   are staged first to ``tradecore/lake/`` on the volume, and the finished run folder
-  ``models/<market>/<run_id>/`` is copied back into the lake afterwards. A re-run after a
+  (``models/<market>/<run_id>/``, ``direction_models/<model_key>/<run_id>/``: a
+  :class:`RunFolder`) is copied back into the lake afterwards. A re-run after a
   failure or preemption finds the run's checkpoints still on the volume and resumes them.
 * ``configs/`` is staged to ``tradecore/configs/<digest>/`` and the pod's
   ``TRADECORE_CONFIG_DIR`` points at it, so the pod resolves the preset exactly as here.
@@ -19,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError
@@ -68,9 +71,21 @@ def check_compute(compute: str, runpod: PipesRunPodClient) -> None:
         runpod.check_ready()
 
 
+class Launchable(Protocol):
+    """A training request: its command line, and a copy with fields replaced (pydantic's):
+    :class:`~tradecore_lib.train.launch.TrainRequest` (PPO) and
+    :class:`~tradecore_lib.direction.launch.DirectionRequest` (direction models)."""
+
+    def argv(self, python: str = ...) -> list[str]: ...
+
+    def model_copy(self, *, update: dict[str, Any] | None = None,
+                   deep: bool = False) -> Launchable: ...
+
+
 def train_local(context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient,
-                lake: LakeResource, request: TrainRequest) -> dict[str, Any]:
-    """One fold in a child process on this machine; the reported metadata.
+                lake: LakeResource, request: Launchable) -> dict[str, Any]:
+    """One training run (a PPO fold, a direction model) in a child process on this machine;
+    the reported metadata.
 
     Raises:
         dagster.Failure: the thermal guard stopped the training (not retried: the GPU must
@@ -87,18 +102,41 @@ def train_local(context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClie
     return dict(invocation.get_materialize_result().metadata)
 
 
+@dataclass(frozen=True)
+class RunFolder:
+    """What a pod training reads and writes in the lake, whatever the model family.
+
+    Attributes:
+        inputs: lake keys the training reads (staged to the volume unless the lake is on it).
+        prefix: lake-relative folder of the run, given its run id (``models/<market>/<id>``).
+        complete: the file written last in that folder: its presence marks the run complete,
+            so it is copied back last.
+    """
+
+    inputs: Iterable[str]
+    prefix: Callable[[str], str]
+    complete: str
+
+
+def ppo_run_folder(lake: Lake, market: Market, cfg: TrainConfig, request: TrainRequest
+                   ) -> RunFolder:
+    """The :class:`RunFolder` of a PPO fold: ``models/<market>/<run_id>/``, ``model.zip`` last."""
+    return RunFolder(inputs=input_keys(lake, market, cfg, request),
+                     prefix=lambda run_id: run_prefix(market.name, run_id), complete=MODEL)
+
+
 def train_on_runpod(context: dg.AssetExecutionContext, runpod: PipesRunPodClient,
-                    spec: PodSpec, lake: LakeResource, market: Market, cfg: TrainConfig,
-                    request: TrainRequest) -> dict[str, Any]:
-    """One fold in a RunPod pod: stage, train, copy the run back; the reported metadata (its
-    URIs are the lake's, as a local run reports them)."""
+                    spec: PodSpec, lake: LakeResource, request: Launchable,
+                    folder: RunFolder) -> dict[str, Any]:
+    """One training run in a RunPod pod: stage its inputs, train, copy the run back; the
+    reported metadata (its URIs are the lake's, as a local run reports them)."""
     volume = runpod.volume()
     s3 = runpod.s3_client()
     mount = spec.volume_mount_path
     store = lake.get_lake()
     on_volume = _is_volume_lake(lake, runpod)
     if not on_volume:
-        staged = stage_inputs(store, s3, volume, market, cfg, request)
+        staged = stage_inputs(store, s3, volume, folder.inputs)
         context.log.info(f"staged {staged} input object(s) to s3://{volume}/{VOLUME_LAKE}")
     configs = stage_configs(s3, volume)
     pod_request = request.model_copy(update={"lake_root": f"{mount}/{VOLUME_LAKE}"})
@@ -106,12 +144,12 @@ def train_on_runpod(context: dg.AssetExecutionContext, runpod: PipesRunPodClient
                             spec=spec, env={"TRADECORE_CONFIG_DIR": f"{mount}/{configs}"})
     reported = dict(invocation.get_materialize_result().metadata)
     run_id = str(reported["run_id"].value)
+    prefix = folder.prefix(run_id)
     if not on_volume:
-        copied = copy_run_back(s3, volume, store, market, run_id)
+        copied = copy_run_back(s3, volume, store, prefix, folder.complete)
         context.log.info(f"copied run {run_id} ({copied} objects) from the volume into the lake")
-    prefix = run_prefix(market.name, run_id)
     reported["checkpoint_uri"] = dg.MetadataValue.text(store.uri(prefix))
-    reported["model_uri"] = dg.MetadataValue.text(store.uri(f"{prefix}/{MODEL}"))
+    reported["model_uri"] = dg.MetadataValue.text(store.uri(f"{prefix}/{folder.complete}"))
     return reported
 
 
@@ -138,12 +176,11 @@ def input_keys(lake: Lake, market: Market, cfg: TrainConfig, request: TrainReque
                 yield key
 
 
-def stage_inputs(lake: Lake, s3: Any, volume: str, market: Market, cfg: TrainConfig,
-                 request: TrainRequest) -> int:
-    """Copy the fold's inputs to the volume (skipping objects already there with the same
-    sha256, kept in the object's metadata); returns how many were written."""
+def stage_inputs(lake: Lake, s3: Any, volume: str, keys: Iterable[str]) -> int:
+    """Copy the lake objects ``keys`` to the volume (skipping objects already there with the
+    same sha256, kept in the object's metadata); returns how many were written."""
     written = 0
-    for key in input_keys(lake, market, cfg, request):
+    for key in keys:
         data = lake.read_bytes(key)
         digest = hashlib.sha256(data).hexdigest()
         target = f"{VOLUME_LAKE}/{key}"
@@ -154,13 +191,13 @@ def stage_inputs(lake: Lake, s3: Any, volume: str, market: Market, cfg: TrainCon
     return written
 
 
-def copy_run_back(s3: Any, volume: str, lake: Lake, market: Market, run_id: str) -> int:
-    """Copy ``models/<market>/<run_id>/`` from the volume into ``lake`` (``model.zip`` last: in
+def copy_run_back(s3: Any, volume: str, lake: Lake, run_prefix: str, complete: str) -> int:
+    """Copy the run folder ``run_prefix`` from the volume into ``lake`` (``complete`` last: in
     the lake as on the volume, its presence marks the run complete)."""
-    prefix = f"{VOLUME_LAKE}/{run_prefix(market.name, run_id)}/"
+    prefix = f"{VOLUME_LAKE}/{run_prefix}/"
     keys = [obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=volume, Prefix=prefix) for obj in page.get("Contents", [])]
-    keys.sort(key=lambda k: (k == f"{prefix}{MODEL}", k))
+    keys.sort(key=lambda k: (k == f"{prefix}{complete}", k))
     for key in keys:
         body = s3.get_object(Bucket=volume, Key=key)["Body"].read()
         lake.write_bytes(key[len(VOLUME_LAKE) + 1:], body)

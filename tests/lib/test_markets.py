@@ -38,7 +38,7 @@ BASE = """markets:
     ("extra", "message"),
     [
         ("    colour: red\n", "market 'synthetic_btc_usd': colour: unknown key; valid keys: "
-         "enabled, feature_preset, first_month"),
+         "direction_preset, enabled, feature_preset, first_month"),
         ("    gap_tolerance: {max_gaps: 3}\n", "gap_tolerance.max_gaps: unknown key"),
         ("    freshness_fail_hours: 0\n", "freshness_fail_hours: Input should be greater than 0"),
     ],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -63,35 +64,41 @@ def is_control(market: Market) -> bool:
     return market.venue == "synthetic" and market.source.get("process", "regime") != "regime"
 
 
-def venue_markets(venue: str) -> list[Market]:
-    """The markets of ``venue``'s transformer by default: its enabled markets, synthetic
-    controls left out, in ``configs/markets.yaml`` order.
+def venue_markets(venue: str, markets: Sequence[Market] | None = None) -> list[Market]:
+    """The markets of ``venue``'s transformer by default: its enabled markets with a
+    ``direction_preset``, synthetic controls left out, in ``configs/markets.yaml`` order
+    (``markets``: the enabled markets, when the caller has them loaded already).
 
     Raises:
         ConfigError: the venue has none.
     """
-    markets = [m for m in load_markets() if m.venue == venue and not is_control(m)]
-    if not markets:
-        raise ConfigError(f"venue {venue!r} has no enabled market for a multi-market model")
-    return markets
+    chosen = [m for m in (load_markets() if markets is None else markets)
+              if m.venue == venue and m.direction_preset is not None and not is_control(m)]
+    if not chosen:
+        raise ConfigError(f"venue {venue!r} has no enabled market with a direction_preset "
+                          "for a multi-market model")
+    return chosen
 
 
-def model_markets(model_key: str, cfg: DirectionConfig) -> list[Market]:
+def model_markets(model_key: str, cfg: DirectionConfig,
+                  markets: Sequence[Market] | None = None) -> list[Market]:
     """The markets a model trains on: the market itself, or the transformer's markets
-    (``cfg.multi_markets`` when set, each of the key's venue, else :func:`venue_markets`)."""
+    (``cfg.multi_markets`` when set, each of the key's venue, else :func:`venue_markets`);
+    ``markets``: the enabled markets, when the caller has them loaded already."""
     if model_kind(model_key) == "lstm":
         return [get_market(model_key)]
     venue = model_key[:-len(MULTI_SUFFIX)]
     if cfg.multi_markets is None:
-        return venue_markets(venue)
-    markets = [get_market(name) for name in cfg.multi_markets]
-    foreign = [m.name for m in markets if m.venue != venue]
+        return venue_markets(venue, markets)
+    known = {m.name: m for m in markets} if markets is not None else {}
+    chosen = [known.get(name) or get_market(name) for name in cfg.multi_markets]
+    foreign = [m.name for m in chosen if m.venue != venue]
     if foreign:
         raise ConfigError(f"{model_key}: multi_markets {foreign} are not on venue {venue!r}")
-    if len({m.name for m in markets}) != len(markets):
+    if len({m.name for m in chosen}) != len(chosen):
         raise ConfigError(f"{model_key}: multi_markets lists a market twice: "
                           f"{cfg.multi_markets}")
-    return markets
+    return chosen
 
 
 class DirectionRequest(BaseModel):

@@ -164,7 +164,7 @@ def build_promotion_gate(market: Market) -> dg.AssetChecksDefinition:
                 "run_id": evaluation.run.run_id,
                 "eligible": verdict.eligible,
                 "eligibility": verdict.eligibility or "eligible",
-                "rules": records_table([_rule_row(rule) for rule in verdict.rules],
+                "rules": records_table([rule_row(rule) for rule in verdict.rules],
                                        RULE_DESCRIPTIONS),
             },
         )
@@ -183,7 +183,7 @@ RULE_DESCRIPTIONS = {
 }
 
 
-def _rule_row(rule: Rule) -> dict:
+def rule_row(rule: Rule) -> dict:
     """One rule of the verdict as a rounded table row."""
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, 4)

@@ -42,6 +42,7 @@ from tradecore_pipelines.training_compute import (
     COMPUTE_ENV,
     check_compute,
     default_compute,
+    ppo_run_folder,
     train_local,
     train_on_runpod,
 )
@@ -126,7 +127,8 @@ def build_ppo_agent(market: Market) -> dg.AssetsDefinition:
         def train_fold(fold_request: TrainRequest) -> dict:
             if spec is None:
                 return train_local(context, pipes_subprocess_client, lake, fold_request)
-            return train_on_runpod(context, runpod, spec, lake, market, cfg, fold_request)
+            return train_on_runpod(context, runpod, spec, lake, fold_request,
+                                   ppo_run_folder(store_lake, market, cfg, fold_request))
 
         with step_failures():  # RunPod's refusals and outages fail the step, redacted
             runs, reported = _train_folds(context, lake, market, folds, train_fold)
