@@ -17,6 +17,18 @@ mirrors the ``champion/<market>`` asset (it moves when that asset materializes; 
 record, not the alias, is what signals read). Versions are tagged with the run record
 (``tradecore.run_id``, ``tradecore.checkpoint_uri``, digests...).
 
+Families: PPO agents (``ppo``) and the supervised direction models (``direction``, issue 14)
+share one registration, champion and promotion path, parameterized by the family
+(:func:`model_name`): a direction model is registered as ``tradecore-direction-<model_key>``
+(the market for an LSTM, ``<venue>_multi`` for a transformer) with its own ``champion`` alias
+(:meth:`Tracker.log_direction_record`, :meth:`Tracker.log_direction_evaluation`,
+:meth:`Tracker.direction_champion`). Direction runs are tagged ``tradecore.model_key`` and
+``tradecore.family`` instead of ``market``, so they never count as PPO trials of a market (and
+the reverse): their params are the resolved direction config, their history each numeric field
+of ``metrics.jsonl`` as ``train/<field>`` at step ``epoch``, their artifacts ``final.pt``,
+``config.json``, ``lineage.json``, ``metrics.jsonl`` (and ``batch_search.json`` when the
+batch-size search ran) under ``checkpoint``.
+
 Second trackers: ``TRADECORE_TRACKERS`` (comma-separated, default ``mlflow``) adds Weights &
 Biases with ``mlflow,wandb``. MLflow stays the tracker of record (registry, champion alias,
 the trials a deflated Sharpe counts); every second tracker is a *mirror* the MLflow
@@ -47,6 +59,7 @@ a W&B tracker logs, never when the code location loads.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import tempfile
@@ -62,20 +75,44 @@ from tradecore_lib.paths import data_dir
 from tradecore_lib.redaction import redact as redact_text
 from tradecore_lib.redaction import redact_url as redact
 from tradecore_lib.train.checkpoints import CONFIG, LINEAGE, METRICS, MODEL, VECNORMALIZE, RunStore
-from tradecore_lib.train.record import MlflowRef, RunRecord
+from tradecore_lib.train.record import MlflowRef, RecordError, RunRecord
 
 if TYPE_CHECKING:
+    from tradecore_lib.direction.judge import DirectionJudgement
+    from tradecore_lib.direction.record import DirectionRecord
     from tradecore_lib.evaluation.summary import EvaluationSummary
     from tradecore_lib.lake import Lake
 
 CHAMPION = "champion"
 RUN_TAG = "tradecore.run_id"
 MARKET_TAG = "market"
+MODEL_KEY_TAG = "tradecore.model_key"
+FAMILY_TAG = "tradecore.family"
+# Model families: one registry path, one registered-model name scheme (model_name).
+PPO = "ppo"
+DIRECTION = "direction"
+FAMILIES = (PPO, DIRECTION)
+_FAMILY_DESCRIPTIONS = {
+    PPO: "PPO trading agents of {key} (TradeCore)",
+    DIRECTION: "Direction models of {key} (TradeCore: the sign of the next minutes' return; "
+               "an LSTM per market, a transformer per venue's <venue>_multi)",
+}
+_ARTIFACT_DESCRIPTIONS = {
+    PPO: "PPO checkpoint of {key} (TradeCore run {run_id})",
+    DIRECTION: "Direction model of {key} (TradeCore run {run_id})",
+}
 # The metric :meth:`Tracker.log_evaluation` records that the deflated Sharpe ratio's trial
 # variance is computed from (the agent's annualized validation daily Sharpe).
 TRIAL_SHARPE_METRIC = "validation/agent/daily_sharpe"
 # Files of a finished run logged as artifacts (periodic checkpoints stay in the lake).
 ARTIFACTS = (MODEL, VECNORMALIZE, CONFIG, LINEAGE, METRICS)
+# ... of a finished direction run (model.pt, the resumable checkpoint, stays in the lake:
+# final.pt is the model; batch_search.json only exists when the search ran).
+DIRECTION_ARTIFACTS = ("final.pt", CONFIG, LINEAGE, METRICS, "batch_search.json")
+# The metric the direction trials read, per market (see Tracker.direction_trials).
+DIRECTION_TRIAL_SHARPE_SUFFIX = "/validation/economic/agent/daily_sharpe"
+# Text artifacts are redacted before they are logged (a config could quote a secret).
+_TEXT_ARTIFACTS = (".json", ".jsonl")
 TRACKERS_VARIABLE = "TRADECORE_TRACKERS"
 TRACKERS = ("mlflow", "wandb")
 DEFAULT_TRACKERS = ("mlflow",)
@@ -128,9 +165,16 @@ def artifact_root_for(tracking_uri: str) -> str | None:
     return None
 
 
-def model_name(market: str) -> str:
-    """Registered model name of ``market``'s agents."""
-    return f"tradecore-ppo-{market}"
+def model_name(market: str, family: str = PPO) -> str:
+    """Registered model name of ``market``'s models of ``family``: ``tradecore-ppo-<market>``
+    (PPO agents), ``tradecore-direction-<model_key>`` (direction models).
+
+    Raises:
+        ValueError: an unknown family.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; valid: {', '.join(FAMILIES)}")
+    return f"tradecore-{family}-{market}"
 
 
 def flatten_values(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -156,19 +200,34 @@ def _safe(value: Any) -> Any:
     return redact_text(value) if isinstance(value, str) else value
 
 
+def _safe_file(name: str, data: bytes) -> bytes:
+    """A text artifact (JSON, JSON lines) with any secret masked; binary files as they are
+    (a model file holds weights and names, never a config's free text)."""
+    if not name.endswith(_TEXT_ARTIFACTS):
+        return data
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return data
+    safe = redact_text(text)
+    return data if safe == text else safe.encode()
+
+
 @dataclass(frozen=True)
 class FinishedRun:
     """What every tracker records of one finished training run, read once from its folder.
 
     Attributes:
         run_id: the TradeCore run id.
-        market: the market it trained on.
+        market: the market it trained on (a direction model: its model key).
         params: the resolved config flattened (``ppo.ent_coef`` -> its JSON value); MLflow
             stores each as ``str(value)``.
         history: ``(name, value, step)`` for each numeric field of each ``metrics.jsonl`` row:
-            ``train/<field>`` at the row's env step.
-        files: the checkpoint files present, by name, in :data:`ARTIFACTS` order.
+            ``train/<field>`` at the row's env step (a direction run: its epoch).
+        files: the checkpoint files present, by name, in :data:`ARTIFACTS` order (direction:
+            :data:`DIRECTION_ARTIFACTS`); text files with any secret masked.
         lineage: ``lineage.json`` (partitions and their checksums, seed, code version).
+        family: :data:`PPO` or :data:`DIRECTION` (the registered model's name, the run's tags).
     """
 
     run_id: str
@@ -177,18 +236,33 @@ class FinishedRun:
     history: tuple[tuple[str, float, int], ...]
     files: dict[str, bytes]
     lineage: dict[str, Any]
+    family: str = PPO
 
     @classmethod
-    def from_store(cls, store: RunStore) -> FinishedRun:
+    def from_store(cls, store: RunStore, *, family: str = PPO) -> FinishedRun:
+        """Read a finished run's folder: a PPO run (``models/<market>/<run_id>``, metric rows
+        at ``step``) or, with ``family=DIRECTION``, a direction run
+        (:class:`~tradecore_lib.direction.store.DirectionStore`, metric rows at ``epoch``)."""
+        step, artifacts = ("step", ARTIFACTS) if family == PPO else ("epoch",
+                                                                      DIRECTION_ARTIFACTS)
         history = tuple(
-            (f"train/{key}", float(value), int(row["step"]))
+            (f"train/{key}", float(value), int(row[step]))
             for row in store.read_metrics() for key, value in row.items()
-            if key != "step" and isinstance(value, int | float)
+            if key != step and isinstance(value, int | float)
         )
-        files = {name: store.read_bytes(name) for name in ARTIFACTS if store.exists(name)}
+        files = {name: _safe_file(name, store.read_bytes(name)) for name in artifacts
+                 if store.exists(name)}
         lineage = store.read_json(LINEAGE) if LINEAGE in files else {}
         params = {k: _safe(v) for k, v in flatten_values(store.read_json(CONFIG)).items()}
-        return cls(store.run_id, store.market, params, history, files, lineage)
+        return cls(store.run_id, store.market, params, history, files, lineage, family)
+
+    @property
+    def identity_tags(self) -> dict[str, str]:
+        """The tags that find this run again: the run id, and the market (PPO) or the model
+        key and family (direction: no ``market`` tag, so it is no PPO trial)."""
+        if self.family == PPO:
+            return {RUN_TAG: self.run_id, MARKET_TAG: self.market}
+        return {RUN_TAG: self.run_id, MODEL_KEY_TAG: self.market, FAMILY_TAG: self.family}
 
 
 class RunMirror(Protocol):
@@ -204,9 +278,11 @@ class RunMirror(Protocol):
         ...
 
     def log_evaluation(self, market: str, scores: dict[str, dict[str, float]],
-                       verdict: tuple[str, dict[str, str]] | None, files: list[Path]) -> None:
+                       verdict: tuple[str, dict[str, str]] | None, files: list[Path], *,
+                       family: str = PPO) -> None:
         """Evaluation ``scores`` by TradeCore run id; ``verdict``: (the newest run's id, the
-        gate's tags), which also receives ``files``."""
+        gate's tags), which also receives ``files``; ``market`` is a direction model's key
+        when ``family`` is :data:`DIRECTION`."""
         ...
 
     def log_promotion(self, market: str, run_id: str, record: dict[str, str]) -> None:
@@ -270,29 +346,32 @@ class Tracker:
         ``train/<field>`` at step ``row["step"]`` (env steps). Every mirror then receives the
         same :class:`FinishedRun` and tags.
         """
+        return self._log_finished(store, tags, register=register, family=PPO)
+
+    def _log_finished(self, store: RunStore, tags: dict[str, str], *, register: bool,
+                      family: str) -> MlflowRef:
+        """:meth:`log_run` for either family (``store.market`` is a direction model's key)."""
         tags = {key: _safe(value) for key, value in tags.items()}
         mlflow_run_id = self.find_run(store.run_id)
-        finished = (FinishedRun.from_store(store)
+        finished = (FinishedRun.from_store(store, family=family)
                     if mlflow_run_id is None or self.mirrors else None)
         if mlflow_run_id is None:
             assert finished is not None  # read above whenever the run is new
             mlflow_run_id = self._create_run(finished, tags)
         else:
             self.client.log_batch(mlflow_run_id, tags=_tags(tags))
-        ref = (self._register(store.market, mlflow_run_id, tags) if register
+        ref = (self._register(store.market, mlflow_run_id, tags, family=family) if register
                else MlflowRef(run_id=mlflow_run_id))
         for mirror in self.mirrors:
             assert finished is not None  # read above whenever there are mirrors
-            mirror.log_run(finished, {RUN_TAG: store.run_id, MARKET_TAG: store.market, **tags},
-                           registered=register)
+            mirror.log_run(finished, {**finished.identity_tags, **tags}, registered=register)
         return ref
 
     def _create_run(self, finished: FinishedRun, tags: dict[str, str]) -> str:
         from mlflow.entities import Metric, Param
 
         run = self.client.create_run(self.experiment_id(), run_name=finished.run_id,
-                                     tags={RUN_TAG: finished.run_id, MARKET_TAG: finished.market,
-                                           **tags})
+                                     tags={**finished.identity_tags, **tags})
         mlflow_run_id = run.info.run_id
         params = [Param(k, str(v)[:6000]) for k, v in finished.params.items()]
         history = [Metric(name, value, 0, step) for name, value, step in finished.history]
@@ -307,15 +386,16 @@ class Tracker:
         self.client.set_terminated(mlflow_run_id)
         return mlflow_run_id
 
-    def _register(self, market: str, mlflow_run_id: str, tags: dict[str, str]) -> MlflowRef:
+    def _register(self, market: str, mlflow_run_id: str, tags: dict[str, str], *,
+                  family: str = PPO) -> MlflowRef:
         from mlflow.exceptions import MlflowException
 
-        name = model_name(market)
+        name = model_name(market, family)
         try:
             self.client.get_registered_model(name)
         except MlflowException:
             self.client.create_registered_model(
-                name, description=f"PPO trading agents of {market} (TradeCore)")
+                name, description=_FAMILY_DESCRIPTIONS[family].format(key=market))
         existing = self.client.search_model_versions(f"name = '{name}' and run_id = "
                                                      f"'{mlflow_run_id}'")
         if existing:
@@ -394,15 +474,16 @@ class Tracker:
                 None if newest is None else (summary.run.newest.run_id, gate),
                 files if newest is not None else [])
 
-    def champion(self, market: str) -> Champion | None:
-        """The version ``champion`` points at, or None when no version holds the alias.
+    def champion(self, market: str, family: str = PPO) -> Champion | None:
+        """The version ``champion`` points at, or None when no version holds the alias
+        (``market``: a direction model's key when ``family`` is :data:`DIRECTION`).
 
         Versions registered before the run record existed carry a ``run_id`` tag instead of
         ``tradecore.run_id``; both are read.
         """
         from mlflow.exceptions import MlflowException
 
-        name = model_name(market)
+        name = model_name(market, family)
         try:
             version = self.client.get_model_version_by_alias(name, CHAMPION)
         except MlflowException:
@@ -411,17 +492,136 @@ class Tracker:
         return Champion(name, str(version.version), tags.get(RUN_TAG) or tags.get("run_id", ""),
                         version.run_id)
 
-    def promote(self, market: str, version: str, record: dict[str, str]) -> None:
-        """Point ``champion`` at ``version`` and tag it with ``record`` (who, when, why) as
-        ``promotion.<key>`` tags."""
-        name = model_name(market)
+    def promote(self, market: str, version: str, record: dict[str, str],
+                family: str = PPO) -> None:
+        """Point ``champion`` at ``version`` of ``model_name(market, family)`` and tag it with
+        ``record`` (who, when, why) as ``promotion.<key>`` tags."""
+        name = model_name(market, family)
         for key, value in record.items():
-            self.client.set_model_version_tag(name, version, f"promotion.{key}", value)
+            self.client.set_model_version_tag(name, version, f"promotion.{key}", _safe(value))
         self.client.set_registered_model_alias(name, CHAMPION, version)
         if self.mirrors:
             run_id = self.client.get_model_version(name, version).tags.get(RUN_TAG, "")
             for mirror in self.mirrors:
                 mirror.log_promotion(market, run_id, record)
+
+    # -- direction models (issue 14): the same paths, family "direction" -----------------------
+    def log_direction_record(self, lake: Lake, record: DirectionRecord) -> DirectionRecord:
+        """Log the direction run of ``record`` (params: its resolved config flattened;
+        history: each numeric field of ``metrics.jsonl`` as ``train/<field>`` at step
+        ``epoch``; artifacts: :data:`DIRECTION_ARTIFACTS` under ``checkpoint``; tags: the
+        record's :meth:`~DirectionRecord.mlflow_tags`), registered as a version of
+        ``tradecore-direction-<model_key>``; every mirror receives the same. Idempotent per
+        TradeCore run id. Returns the record with its MLflow reference."""
+        from tradecore_lib.direction.store import DirectionStore
+
+        store = DirectionStore(lake, record.model_key, record.run_id)
+        ref = self._log_finished(store, record.mlflow_tags(), register=True, family=DIRECTION)
+        return record.with_mlflow(ref)
+
+    def log_direction_evaluation(self, judgement: DirectionJudgement, files: list[Path]) -> None:
+        """The judgement's scores on the run's MLflow run (:func:`direction_metrics`: per
+        market and split ``<market>/<split>/<forecaster>/<score>``, the accuracy difference,
+        the economic check's ``<market>/<split>/economic/<policy>/<metric>``), the verdict as
+        ``tradecore.gate.*`` tags (the model's, and each market's), ``files`` as artifacts
+        under ``evaluation``; every mirror receives the same.
+
+        Raises:
+            RecordError: the judged run is not in this MLflow store (log its record first).
+        """
+        from mlflow.entities import Metric, RunTag
+
+        ref = judgement.record.mlflow
+        mlflow_run_id = (ref.run_id if ref is not None else None) or \
+            self.find_run(judgement.run_id)
+        if mlflow_run_id is None:
+            raise RecordError(f"{judgement.model_key}: direction run {judgement.run_id} is not "
+                              f"in MLflow ({self.where}); materialize its direction_model "
+                              "(Tracker.log_direction_record) before logging its evaluation")
+        values = direction_metrics(judgement)
+        metrics = [Metric(name, value, 0, 0) for name, value in values.items()]
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(mlflow_run_id, metrics=metrics[start:start + 1000])
+        gate = direction_gate_tags(judgement)
+        self.client.log_batch(mlflow_run_id, tags=[RunTag(k, v) for k, v in gate.items()])
+        for path in files:
+            self.client.log_artifact(mlflow_run_id, str(path), "evaluation")
+        for mirror in self.mirrors:
+            mirror.log_evaluation(judgement.model_key, {judgement.run_id: values},
+                                  (judgement.run_id, gate), list(files), family=DIRECTION)
+
+    def direction_champion(self, model_key: str) -> Champion | None:
+        """The version the ``champion`` alias of ``tradecore-direction-<model_key>`` points
+        at, or None."""
+        return self.champion(model_key, DIRECTION)
+
+    def direction_trials(self, model_key: str, market: str | None = None) -> Trials:
+        """Every direction run of ``model_key`` in this store (the deflated Sharpe's trials
+        of its economic check), with the validation daily Sharpes of the model's positions
+        already recorded: ``market``'s, or every market's when None (a transformer's runs
+        then give one per market)."""
+        count, sharpes, token = 0, [], None
+        suffix = DIRECTION_TRIAL_SHARPE_SUFFIX
+        while True:
+            page = self.client.search_runs([self.experiment_id()],
+                                           f"tags.`{MODEL_KEY_TAG}` = '{model_key}'",
+                                           max_results=1000, page_token=token)
+            count += len(page)
+            sharpes += [value for run in page for name, value in run.data.metrics.items()
+                        if (name == f"{market}{suffix}" if market is not None
+                            else name.endswith(suffix))]
+            token = page.token
+            if not token:
+                return Trials(count=count, sharpes=tuple(sharpes))
+
+
+def _numbers(prefix: str, document: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numeric top-level fields of ``document`` as ``<prefix>/<key>`` (booleans,
+    None, NaN and nested values left out)."""
+    return {f"{prefix}/{key}": float(value) for key, value in document.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value)}
+
+
+def direction_metrics(judgement: DirectionJudgement) -> dict[str, float]:
+    """The MLflow metrics of a direction judgement, per market and split:
+
+    * ``<market>/<split>/<forecaster>/<score>``: each forecaster's (``model``, ``majority``,
+      ``persistence``, ``logistic``, ``champion`` when scored) classification scores
+      (accuracy, balanced_accuracy, log_loss, brier, ece, samples, up_rate...) and its
+      dead-zone counts;
+    * ``<market>/<split>/accuracy_vs_best_baseline/<field>`` (estimate, low, high...);
+    * ``<market>/<split>/economic/<policy>/<metric>``: the economic check's policies (``agent``
+      is the model's positions) and ``<market>/<split>/economic/agent/<statistic>`` (PSR,
+      DSR, matched random percentile...), ``.../agent/sharpe_vs_buy_and_hold/<field>``.
+    """
+    values: dict[str, float] = {}
+    for market, summary in judgement.summaries.items():
+        for split, result in summary.splits.items():
+            base = f"{market}/{split}"
+            for name, forecast in result.models.items():
+                values.update(_numbers(f"{base}/{name}", forecast.scores.model_dump()))
+                values.update(_numbers(f"{base}/{name}", forecast.unlabelled.model_dump()))
+            values.update(_numbers(f"{base}/accuracy_vs_best_baseline",
+                                   result.accuracy_vs_best_baseline.model_dump()))
+            economic = result.economic
+            for policy, metrics in economic.policies.items():
+                values.update(_numbers(f"{base}/economic/{policy}", metrics.model_dump()))
+            values.update(_numbers(f"{base}/economic/agent", economic.agent.model_dump()))
+            values.update(_numbers(f"{base}/economic/agent/sharpe_vs_buy_and_hold",
+                                   economic.agent.sharpe_vs_buy_and_hold.model_dump()))
+    return values
+
+
+def direction_gate_tags(judgement: DirectionJudgement) -> dict[str, str]:
+    """The verdict as tags: the model's (``tradecore.gate.passed`` / ``.verdict``) and each
+    market's (``tradecore.gate.<market>.passed``)."""
+    verdict = judgement.verdict
+    tags = {"tradecore.gate.passed": str(verdict.passed).lower(),
+            "tradecore.gate.verdict": _safe(verdict.explanation())[:5000]}
+    for market, summary in judgement.summaries.items():
+        tags[f"tradecore.gate.{market}.passed"] = str(summary.verdict.passed).lower()
+    return tags
 
 
 _WANDB_ID = re.compile(r"[^A-Za-z0-9_-]")
@@ -539,9 +739,10 @@ class WandbTracker:
                 rows.setdefault(step, {})[name] = value
             for step, values in rows.items():
                 wb.log({WANDB_STEP_METRIC: step, **values})
-            artifact = wandb.Artifact(model_name(run.market), type="model",
-                                      description=f"PPO checkpoint of {run.market} (TradeCore "
-                                      f"run {run.run_id})", metadata=run.lineage)
+            artifact = wandb.Artifact(model_name(run.market, run.family), type="model",
+                                      description=_ARTIFACT_DESCRIPTIONS[run.family].format(
+                                          key=run.market, run_id=run.run_id),
+                                      metadata=run.lineage)
             with tempfile.TemporaryDirectory() as tmp:
                 for name, data in run.files.items():
                     (Path(tmp) / name).write_bytes(data)
@@ -550,10 +751,15 @@ class WandbTracker:
                 self._log_artifact(wb, artifact, aliases)
 
     def log_evaluation(self, market: str, scores: dict[str, dict[str, float]],
-                       verdict: tuple[str, dict[str, str]] | None, files: list[Path]) -> None:
+                       verdict: tuple[str, dict[str, str]] | None, files: list[Path], *,
+                       family: str = PPO) -> None:
         """Each run's evaluation scores into its summary; the verdict and files on the
-        newest run."""
+        newest run (an ``evaluation`` artifact ``tradecore-evaluation-<market>``, a direction
+        model's ``tradecore-direction-evaluation-<model_key>``)."""
         import wandb
+
+        artifact_name = (f"tradecore-evaluation-{market}" if family == PPO
+                         else f"tradecore-{family}-evaluation-{market}")
 
         for run_id, values in scores.items():
             with self._run(run_id, market, f"{market}: logging evaluation") as wb:
@@ -561,8 +767,7 @@ class WandbTracker:
                 if verdict is not None and verdict[0] == run_id:
                     wb.summary.update(verdict[1])
                     if files:
-                        artifact = wandb.Artifact(f"tradecore-evaluation-{market}",
-                                                  type="evaluation")
+                        artifact = wandb.Artifact(artifact_name, type="evaluation")
                         for path in files:
                             artifact.add_file(str(path), name=Path(path).name)
                         self._log_artifact(wb, artifact, [wandb_run_id(run_id)])
