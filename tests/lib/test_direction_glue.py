@@ -44,7 +44,7 @@ from tradecore_lib.evaluation.promotion import PromotionError, Rule, Verdict
 from tradecore_lib.lake import Lake
 from tradecore_lib.markets import get_market
 from tradecore_lib.months import Month
-from tradecore_lib.tracking import Tracker, model_name
+from tradecore_lib.tracking import DIRECTION_ARTIFACTS, Tracker, model_name, second_trackers
 from tradecore_lib.train.data import load_frame
 from tradecore_lib.train.record import MlflowRef, RecordError
 
@@ -54,9 +54,11 @@ JAN, FEB, MAR, APR = Month(2024, 1), Month(2024, 2), Month(2024, 3), Month(2024,
 # A credential inside a URL: the redaction layer masks URL user-info wherever it appears.
 SECRET = "hunter2-s3cr3t-value"
 DESCRIPTION = f"glue test run; registry at https://ci:{SECRET}@mlflow.example.test/"
-# cpu-smoke trains one short epoch; the judgement's bootstraps at their smallest
+# cpu-smoke trains one short epoch over 20-minute windows (predicting a month is then ~3x
+# faster than at its 60); the judgement's bootstraps at their smallest
 FAST = {
     "description": DESCRIPTION,
+    "lstm": {"sequence_length": 20},
     "training": {"epochs": 1, "train_stride": 20, "monitor_stride": 40},
     "promotion": {"bootstrap_samples": 100,
                   "economic": {"bootstrap_samples": 100, "matched_random_policies": 100}},
@@ -103,8 +105,15 @@ def lstm(root: str) -> DirectionRecord:
 
 
 @pytest.fixture(scope="module")
-def judged(root: str, lstm: DirectionRecord):
-    return judge_direction_run(Lake(root), lstm, champion=None, dagster_run_id="dagster-eval")
+def incumbent(root: str) -> DirectionRecord:
+    """Another BTC LSTM (seed 1) on the same months: the champion the fixture run meets."""
+    return _trained(root, BTC, {**FAST, "seed": 1})
+
+
+@pytest.fixture(scope="module")
+def judged(root: str, lstm: DirectionRecord, incumbent: DirectionRecord):
+    return judge_direction_run(Lake(root), lstm, champion=_champion_of(incumbent),
+                               dagster_run_id="dagster-eval")
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +155,9 @@ def test_direction_record_of_a_finished_run_round_trips(root: str, lstm: Directi
 
 
 # -- the judgement ------------------------------------------------------------------------------
-def test_judgement_of_a_smoke_lstm(root: str, lstm: DirectionRecord, judged) -> None:
+def test_judgement_of_a_smoke_lstm_beside_its_champion(root: str, lstm: DirectionRecord,
+                                                       incumbent: DirectionRecord,
+                                                       judged) -> None:
     judgement, evaluations = judged
     assert judgement.markets == [BTC] and list(evaluations) == [BTC]
     assert (judgement.model_key, judgement.run_id) == (BTC, lstm.run_id)
@@ -162,9 +173,18 @@ def test_judgement_of_a_smoke_lstm(root: str, lstm: DirectionRecord, judged) -> 
     assert judgement.verdict.explanation().startswith("not eligible (smoke preset: 'cpu-smoke'")
     names = [rule.name for rule in judgement.verdict.rules]
     assert f"{BTC}: accuracy_vs_best_baseline" in names and f"{BTC}: calibration_error" in names
+    assert f"{BTC}: beats_champion" in names
     assert len(names) == len(summary.verdict.rules)
     assert all(rule.split == "validation" for rule in judgement.verdict.rules)
-    assert judgement.champion is None
+    # the champion (another run, trained on January only) scored on the same samples
+    assert incumbent.run_id != lstm.run_id
+    assert judgement.champion is not None and judgement.champion.scored
+    assert judgement.champion.run_id == incumbent.run_id
+    for split in summary.splits.values():
+        mine, theirs = split.models[MODEL].scores, split.models["champion"].scores
+        assert theirs.samples == mine.samples  # the same labelled samples
+        assert theirs.log_loss != mine.log_loss  # another network
+        assert "champion" in split.economic.policies
     assert DirectionJudgement.from_json(judgement.to_json()) == judgement
 
     # the baselines learnt from the training month alone (its label rule, cut at the purge)
@@ -181,22 +201,6 @@ def test_judgement_of_a_smoke_lstm(root: str, lstm: DirectionRecord, judged) -> 
         == judgement
     for name in ("reliability.png", "equity.png"):
         assert store.read_bytes(f"{EVALUATION_FOLDER}/{BTC}/{name}")[:4] == b"\x89PNG"
-
-
-def test_a_challenger_is_judged_beside_the_champion_on_the_same_samples(
-        root: str, lstm: DirectionRecord) -> None:
-    challenger = _trained(root, BTC, {**FAST, "seed": 1})
-    assert challenger.run_id != lstm.run_id
-    judgement, _ = judge_direction_run(Lake(root), challenger, champion=_champion_of(lstm),
-                                       dagster_run_id=None)
-    assert judgement.champion is not None and judgement.champion.scored
-    for split in judgement.summaries[BTC].splits.values():
-        mine, theirs = split.models[MODEL].scores, split.models["champion"].scores
-        assert theirs.samples == mine.samples  # the same labelled samples
-        assert theirs.log_loss != mine.log_loss  # another network
-        assert "champion" in split.economic.policies
-    names = [rule.name for rule in judgement.verdict.rules]
-    assert f"{BTC}: beats_champion" in names
 
 
 def test_the_champion_is_not_scored_on_its_own_run_or_its_training_months(
@@ -327,6 +331,57 @@ def test_logged_registered_promoted_and_read_back(tmp_path: Path, root: str,
         assert SECRET.encode() not in path.read_bytes(), path
     config = json.loads(next(p for p in written if p.name == "config.json").read_text())
     assert config["description"] == run.data.params["description"]
+
+
+def test_wandb_mirrors_the_same_run_evaluation_and_promotion(
+        tmp_path: Path, monkeypatch, root: str, lstm: DirectionRecord, judged) -> None:
+    """W&B for real, offline (its transaction log read back as in test_tracking_wandb)."""
+    from tests.lib.test_tracking_wandb import artifacts, history, items, offline_runs
+
+    home = tmp_path / "wandb-home"
+    for variable, folder in (("WANDB_DIR", "runs"), ("WANDB_CACHE_DIR", "cache"),
+                             ("WANDB_DATA_DIR", "data"), ("WANDB_CONFIG_DIR", "config"),
+                             ("WANDB_ARTIFACT_DIR", "artifacts")):
+        (home / folder).mkdir(parents=True)
+        monkeypatch.setenv(variable, str(home / folder))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}",
+                      mirrors=second_trackers(trackers="mlflow,wandb"))
+    judgement, evaluations = judged
+    logged = tracker.log_direction_record(Lake(root), lstm)
+    with_ref = judgement.model_copy(update={"record": logged})
+    path = tmp_path / JUDGEMENT
+    path.write_bytes(evaluation_files(with_ref, evaluations)[JUDGEMENT])
+    tracker.log_direction_evaluation(with_ref, [path])
+    assert logged.mlflow is not None and logged.mlflow.version is not None
+    tracker.promote(BTC, logged.mlflow.version, {"dagster_run_id": "promo", "at": "now",
+                                                 "rules": "passed"}, family="direction")
+
+    train_run, evaluated, promoted = offline_runs(home, lstm.run_id)
+    run = tracker.client.get_run(logged.mlflow.run_id).data
+    config = items(train_run, "config")
+    assert {k: str(config[k]) for k in run.params} == run.params
+    assert config["description"] == "glue test run; registry at https://***@mlflow.example.test/"
+    for key, value in lstm.mlflow_tags().items():
+        assert config[key] == value == run.tags[key]
+    rows = history(train_run)
+    assert [row["train/step"] for row in rows] == [1]  # the epoch
+    assert rows[0]["train/val_loss"] == pytest.approx(run.metrics["train/val_loss"])
+    (model,) = artifacts(train_run)
+    assert (model.name, model.type) == (f"tradecore-direction-{BTC}", "model")
+    assert {e.path for e in model.manifest.contents} == set(DIRECTION_ARTIFACTS) - {
+        "batch_search.json"}
+
+    summary = items(evaluated, "summary")
+    scores = {k: v for k, v in run.metrics.items() if not k.startswith("train/")}
+    assert len(scores) > 100 and {k: summary[k] for k in scores} == pytest.approx(scores)
+    assert summary["tradecore.gate.passed"] == run.tags["tradecore.gate.passed"] == "false"
+    (files,) = artifacts(evaluated)
+    assert files.name == f"tradecore-direction-evaluation-{BTC}"
+    assert items(promoted, "summary")["promotion.dagster_run_id"] == "promo"
+
+    for written in (p for p in tmp_path.rglob("*") if p.is_file()):
+        assert SECRET.encode() not in written.read_bytes(), written
 
 
 # -- signals ------------------------------------------------------------------------------------
