@@ -46,7 +46,10 @@ checkpoint files, lineage, the record's tags), then evaluations and promotions l
   whose metadata is ``lineage.json`` (also one of its files);
 * evaluation scores in the run's summary under MLflow's metric names, the gate's verdict and
   promotions as ``tradecore.gate.*`` / ``promotion.*`` summary keys, evaluation files as an
-  ``evaluation`` artifact.
+  ``evaluation`` artifact;
+* a direction run the same way: group = its model key, the metric history against
+  ``train/step`` = the epoch, the model artifact ``tradecore-direction-<model_key>``, the
+  evaluation artifact ``tradecore-direction-evaluation-<model_key>``.
 
 Online, a run already in W&B is resumed and only its tags refreshed (logging is idempotent per
 TradeCore run id, as in MLflow); offline (``WANDB_MODE=offline``: files under the tracker's
