@@ -1,4 +1,5 @@
-"""The TradeCore code location: one asset chain per market in ``configs/markets.yaml``."""
+"""The TradeCore code location: one asset chain per market in ``configs/markets.yaml``, and a
+direction-model chain per market with a ``direction_preset`` and per venue transformer."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tradecore_pipelines.assets.champion_monitor import (
     build_champion_monitor,
     build_champion_monitor_check,
 )
+from tradecore_pipelines.assets.direction import build_direction_chain, direction_models
 from tradecore_pipelines.assets.evaluation import build_evaluation, build_promotion_gate
 from tradecore_pipelines.assets.features import build_features_asset
 from tradecore_pipelines.assets.funding import build_funding_asset, has_funding_asset
@@ -54,9 +56,12 @@ def market_chain(market: Market) -> list[dg.AssetsDefinition | dg.AssetChecksDef
 
 def chains_definitions(markets: Sequence[Market], resources: dict[str, Any],
                        **extra: Any) -> dg.Definitions:
-    """``Definitions`` of the chains of ``markets`` with ``resources`` (and any other
-    ``Definitions`` argument in ``extra``: schedules, sensors, jobs)."""
+    """``Definitions`` of the chains of ``markets`` (their PPO chains, and the direction chains
+    of the markets with a direction preset and of their venues' transformers) with
+    ``resources`` (and any other ``Definitions`` argument in ``extra``: schedules, sensors,
+    jobs)."""
     parts = [d for market in markets for d in market_chain(market)]
+    parts += [d for spec in direction_models(list(markets)) for d in build_direction_chain(spec)]
     return dg.Definitions(
         assets=[d for d in parts if not isinstance(d, dg.AssetChecksDefinition)],
         asset_checks=[d for d in parts if isinstance(d, dg.AssetChecksDefinition)],

@@ -1,5 +1,5 @@
 """``make demo``: the control markets' whole chains on the local Dagster instance, judged by the
-real promotion gate.
+real promotion gate, and the direction models' chains beside them.
 
 Two synthetic control markets (``configs/markets.yaml``; their processes are documented in
 :mod:`tradecore_lib.sources.synthetic_generator`): ``synthetic_edge_usd``, whose next one-minute
@@ -11,7 +11,16 @@ with the markets' own training preset ``cpu-control`` (eligible for promotion: t
 validate 2024-03, test 2024-04). The real gate decides on validation: the edge market's agent
 is promoted and publishes its signals; the null market's is refused with the rules it missed,
 its champion and signals are skipped and its run still succeeds. There is no plumbing preset
-and no loosened gate anywhere in the demo.
+and no loosened gate in the PPO part of the demo.
+
+Then the direction chains (``direction_model -> direction_evaluation -> direction_champion ->
+direction_signals``): the LSTMs of the controls ``synthetic_lag_usd`` (the planted temporal
+edge: promoted, its confidence-tiered signals written) and ``synthetic_null_usd`` (refused) with
+their preset ``cpu-control``, and the LSTMs of ``synthetic_btc_usd``, ``synthetic_eth_usd``,
+``synthetic_sol_usd`` and the venue's transformer ``synthetic_multi`` over the three with their
+preset ``cpu-smoke``: a plumbing preset (seconds), refused as not eligible, which shows the
+chain and the multi-market model run end to end without claiming an edge the jointly
+simulated markets do not have.
 
 Runs against ``DAGSTER_HOME`` (the Makefile points it at ``.dagster_home``), so the runs, checks
 and metadata are there to browse afterwards with ``make ui``.
@@ -32,6 +41,10 @@ from tradecore_lib.redaction import redact_url, redacted_cause
 from tradecore_pipelines.constants import (
     CANDLES,
     CHAMPION,
+    DIRECTION_CHAMPION,
+    DIRECTION_EVALUATION,
+    DIRECTION_MODEL,
+    DIRECTION_SIGNALS,
     EVALUATION,
     FEATURES,
     MANIFEST,
@@ -45,10 +58,17 @@ from tradecore_pipelines.resources_ml import MlflowResource
 
 # The planted edge first (promoted), then the martingale (refused).
 MARKETS = ("synthetic_edge_usd", "synthetic_null_usd")
+# The direction models: the controls (planted temporal edge, martingale), then the jointly
+# simulated markets' LSTMs and their venue's transformer.
+DIRECTION_MODELS = ("synthetic_lag_usd", "synthetic_null_usd", "synthetic_btc_usd",
+                    "synthetic_eth_usd", "synthetic_sol_usd", "synthetic_multi")
+DIRECTION_MARKETS = ("synthetic_lag_usd", "synthetic_btc_usd", "synthetic_eth_usd",
+                     "synthetic_sol_usd")
 # Candle months; features start one month later (their first month only warms them up), which
 # leaves cpu-control's one fold of train + validation + test months.
 FIRST, LAST = Month(2024, 1), Month(2024, 4)
 BACK_HALF = (PPO_AGENT, EVALUATION, CHAMPION, SIGNALS)
+DIRECTION_CHAIN = (DIRECTION_MODEL, DIRECTION_EVALUATION, DIRECTION_CHAMPION, DIRECTION_SIGNALS)
 
 
 class DemoStepFailed(RuntimeError):
@@ -101,24 +121,30 @@ def main(argv: list[str] | None = None) -> int:
 
     markets = [get_market(name) for name in MARKETS]
     every = [market.name for market in markets]
+    data = list(dict.fromkeys([*every, *DIRECTION_MARKETS]))
     presets = sorted({market.train_preset for market in markets})
     instance = dg.DagsterInstance.get()
-    print(f"TradeCore demo: {', '.join(every)}; candles {FIRST}..{LAST}, features "
-          f"{FIRST.next()}..{LAST}, training preset {', '.join(presets)}")
+    print(f"TradeCore demo: PPO on {', '.join(every)}, direction models "
+          f"{', '.join(DIRECTION_MODELS)}; candles and features {FIRST}..{LAST}, training "
+          f"preset {', '.join(presets)}")
     try:
-        candles = _run(instance, [asset_key(m, CANDLES) for m in every],
-                       _month_range(FIRST, LAST))
+        candles = _run(instance, [asset_key(m, CANDLES) for m in data], _month_range(FIRST, LAST))
         manifest = _run(instance, [asset_key(m, MANIFEST) for m in every], {})
-        _run(instance, [asset_key(m, FEATURES) for m in every], _month_range(FIRST.next(), LAST))
+        # The first month's features only warm up the PPO controls' (their fold starts in
+        # February); the smoke direction preset trains on January.
+        _run(instance, [asset_key(m, FEATURES) for m in data], _month_range(FIRST, LAST))
         judged = {market.name: _run(instance, [asset_key(market.name, layer)
                                                for layer in BACK_HALF], {})
                   for market in markets}
+        directed = {key: _run(instance, [asset_key(key, layer) for layer in DIRECTION_CHAIN],
+                              {}) for key in DIRECTION_MODELS}
     except DemoStepFailed as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
 
     try:
         _print_summary(markets, instance, candles, manifest, judged)
+        _print_direction(directed)
     except Exception as exc:  # noqa: BLE001 - the chain succeeded; its summary is a courtesy
         # The runs, checks and files are in place; a summary that cannot be printed (an
         # unreachable store, a renamed metadata entry) must not turn `make demo` into a failure.
@@ -192,6 +218,37 @@ def _print_summary(
                  for market in markets]
     print(f"manifests:   {', '.join(manifests)}")
     print("\n".join(location_lines(instance, defs.resources["mlflow"])))
+
+
+def _print_direction(directed: dict[str, dg.ExecuteInProcessResult]) -> None:
+    """Each direction model's validation scores against its baselines, verdict, champion and
+    signals."""
+    from tradecore_lib.direction.record import DirectionJudgement
+
+    store = defs.resources["lake"].get_lake()
+    skipped = "skipped (the gate refused; the run still succeeded)"
+    for key, result in directed.items():
+        judgement = DirectionJudgement.from_json(store.read_bytes(
+            record_key(asset_key(key, DIRECTION_EVALUATION), result.run_id)))
+        record = judgement.record
+        print(f"\n===== {key}: direction {record.kind} ({record.preset}; train "
+              f"{'+'.join(record.train_months)}, validation "
+              f"{'+'.join(record.validation_months)}, test {'+'.join(record.test_months)})")
+        for market, summary in judgement.summaries.items():
+            for split, scored in summary.splits.items():
+                scores = ", ".join(
+                    f"{name} {f.scores.accuracy:.3f}" for name, f in scored.models.items())
+                model = scored.models["model"].scores
+                print(f"  {market} {split:10} accuracy: {scores}; model ECE {model.ece:.3f}, "
+                      f"log-loss {model.log_loss:.4f}")
+        verdict = judgement.verdict
+        print(f"Direction gate: {'PROMOTED' if verdict.passed else 'REFUSED'}, "
+              f"{verdict.explanation()}")
+        champion = _metadata(result, key, DIRECTION_CHAMPION)
+        signals = _metadata(result, key, DIRECTION_SIGNALS)
+        print(f"champion:    {champion['model_name'].value} v{champion['model_version'].value}"
+              if champion else f"champion:    {skipped}")
+        print(f"signals:     {signals['path'].value}" if signals else f"signals:     {skipped}")
 
 
 def tracking_location(mlflow: MlflowResource) -> str:

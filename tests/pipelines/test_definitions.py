@@ -80,10 +80,30 @@ def test_live_markets_have_freshness_retries_and_a_refresh_schedule():
                                             "kraken_spot_sol_usd", "kraken_futures_btc_usd")),
         "broom_closet_weekly",
     }
-    markets = {key.path[0] for key in graph.get_all_asset_keys()}
+    markets = {key.path[0] for key in graph.get_all_asset_keys() if key.path[-1] == "candles"}
     assert {s.name for s in defs.sensors} == {
         "landing_folder_sensor", "dead_run_worker_sensor", "runpod_reaper",
         "features_follow_candles", "champion_monitor", "signals_refresh",
         "run_failure_alerts", "alert_redelivery",
         *(f"retrain__{market}" for market in markets),
     }
+
+
+def test_direction_chains_for_markets_with_a_direction_preset_and_a_transformer_per_venue():
+    graph = defs.resolve_asset_graph()
+    layers = ("direction_model", "direction_evaluation", "direction_champion",
+              "direction_signals")
+    for model_key in ("synthetic_btc_usd", "synthetic_lag_usd", "synthetic_null_usd",
+                      "kraken_spot_sol_usd", "synthetic_multi", "kraken_spot_multi"):
+        for layer in layers:
+            assert graph.has(dg.AssetKey([model_key, layer])), (model_key, layer)
+    assert not graph.has(dg.AssetKey(["synthetic_edge_usd", "direction_model"]))  # no preset
+    assert not graph.has(dg.AssetKey(["kraken_futures_multi", "direction_model"]))
+    # each venue's transformer reads its markets' features, the controls left out
+    for venue, coins in (("synthetic", ("btc", "eth", "sol")),
+                         ("kraken_spot", ("btc", "eth", "sol"))):
+        parents = graph.get(dg.AssetKey([f"{venue}_multi", "direction_model"])).parent_keys
+        assert parents == {dg.AssetKey([f"{venue}_{coin}_usd", "features"]) for coin in coins}
+    checks = {c.name for c in graph.get_check_keys_for_assets(
+        {dg.AssetKey(["synthetic_multi", "direction_evaluation"])})}
+    assert checks == {"direction_gate"}

@@ -53,8 +53,8 @@ def overrides_model(model: type[BaseModel], base: type[BaseModel] = BaseModel,
     """``model`` with every field optional (default None), nested sections likewise, titles
     and descriptions kept; ``extra`` adds fields (``name=(type, Field(...))``).
 
-    ``Literal`` choices become ``str`` (the full model validates them when the overrides are
-    merged over a preset), so a UI form can offer a free text box.
+    ``Literal`` choices become ``str`` (also inside lists; the full model validates them when
+    the overrides are merged over a preset), so a UI form can offer a free text box.
     """
     fields: dict[str, Any] = {
         name: (_optional_type(field.annotation, base) | None,
@@ -71,6 +71,9 @@ def _optional_type(annotation: Any, base: type[BaseModel]) -> Any:
     origin = get_origin(annotation)
     if origin is Literal:
         return str
+    if origin is list:  # list[Literal[...]] -> list[str], list[Model] -> list[ModelOverrides]
+        (item,) = get_args(annotation)
+        return list[_optional_type(item, base)]
     if origin in (Union, types.UnionType):
         (inner,) = [arg for arg in get_args(annotation) if arg is not type(None)]
         return _optional_type(inner, base)
