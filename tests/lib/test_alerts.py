@@ -222,9 +222,11 @@ def test_a_slow_receiver_does_not_hold_the_caller_past_its_budget(monkeypatch) -
 
 def test_the_token_is_in_no_log_record_or_reason(caplog, telegram, monkeypatch) -> None:
     caplog.set_level(logging.DEBUG)  # urllib3 logs each request line at DEBUG
-    # An earlier test's logging.config.dictConfig (disable_existing_loggers) may have
-    # silenced urllib3's loggers; this test is about what they would write.
+    # Whatever ran before may have silenced urllib3: importing runpod sets its level to
+    # WARNING, a logging.config.dictConfig (disable_existing_loggers) disables it. This test
+    # is about what urllib3 would write.
     for name in ("urllib3", "urllib3.connectionpool"):
+        caplog.set_level(logging.DEBUG, logger=name)
         monkeypatch.setattr(logging.getLogger(name), "disabled", False)
         monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     monkeypatch.setenv("TRADECORE_TELEGRAM_BOT_TOKEN", TOKEN)

@@ -228,7 +228,9 @@ def test_the_agent_network_walked_in_the_kernel_is_the_sb3_policy(preset, extrac
     runs = run_policies(frame, settings, {"kernel": mlp_policy(model, venv), "sb3": sb3})
     kernel, reference = runs["kernel"], runs["sb3"]
     assert reference.trades > 10
-    np.testing.assert_allclose(kernel.target, reference.target, atol=1e-5)
+    # SB3 computes in float32 and the ×100 head scales its rounding (~1e-7 relative) into the
+    # 1e-5 range, differently on each CPU's vector unit; a wrong layer is off by far more.
+    np.testing.assert_allclose(kernel.target, reference.target, atol=1e-4)
     np.testing.assert_allclose(kernel.equity, reference.equity, rtol=1e-6)
     if preset == "continuous":
         assert kernel.probs is None
