@@ -93,7 +93,8 @@ def make_kraken(monkeypatch: pytest.MonkeyPatch):
     ``make_kraken(gaps_ms=..., now_ms=...)`` generates a sparse, seeded trade history from a
     day before to a day after :data:`KRAKEN_MONTH_FIXTURE` (a few thousand spot trades).
     """
-    from tests.fakes.kraken_server import FakeKraken, KrakenServer, generate_trades
+    from tests.fakes.kraken_server import FakeKraken, KrakenHandler, generate_trades
+    from tests.fakes.loopback import LoopbackServer
     from tradecore_lib.months import Month
 
     servers = []
@@ -104,7 +105,8 @@ def make_kraken(monkeypatch: pytest.MonkeyPatch):
         span = (month.start_ms - day, month.end_ms + day)
         spot = generate_trades(seed, *span, mean_gap_s=400.0, gaps_ms=gaps_ms)
         futures = generate_trades(seed + 1, *span, mean_gap_s=150.0, gaps_ms=gaps_ms)
-        server = KrakenServer(FakeKraken(spot, futures, now_ms=now_ms or span[1])).__enter__()
+        fake = FakeKraken(spot, futures, now_ms=now_ms or span[1])
+        server = LoopbackServer(fake, KrakenHandler).__enter__()
         servers.append(server)
         monkeypatch.setenv("TRADECORE_KRAKEN_SPOT_URL", server.url)
         monkeypatch.setenv("TRADECORE_KRAKEN_FUTURES_URL", server.url)
@@ -129,4 +131,63 @@ def kraken_market(venue: str, **options) -> Market:
         train_preset="cpu-smoke",
         enabled=True,
         source={**_FAST_KRAKEN_OPTIONS, **options},
+    )
+
+
+# ----------------------------------------------------------------- Coinbase (loopback fake)
+COINBASE_MONTH_FIXTURE = "2024-03"
+_FAST_COINBASE_OPTIONS = {
+    "rate_limit_ms": 1,
+    "timeout_ms": 5000,
+    "retry_base_delay_s": 0.001,
+    "retry_max_delay_s": 0.005,
+    "checkpoint_every_pages": 10,
+}
+
+
+@pytest.fixture
+def make_coinbase(monkeypatch: pytest.MonkeyPatch):
+    """Factory: start a loopback fake Coinbase and point ``TRADECORE_COINBASE_URL`` at it.
+
+    ``make_coinbase(gaps_ms=..., now_ms=...)`` generates seeded BTC/ETH/SOL candles from a day
+    before to a day after :data:`COINBASE_MONTH_FIXTURE`, a tenth of the minutes empty.
+    """
+    from tests.fakes.coinbase_server import CoinbaseHandler, FakeCoinbase, generate_candles
+    from tests.fakes.loopback import LoopbackServer
+    from tradecore_lib.months import Month
+
+    servers = []
+    month = Month.parse(COINBASE_MONTH_FIXTURE)
+    day = 86_400_000
+
+    def start(*, gaps_ms=(), now_ms=None, seed=21):
+        span = (month.start_ms - day, month.end_ms + day)
+        candles = {product: generate_candles(seed + i, *span, level_cents=level, gaps_ms=gaps_ms)
+                   for i, (product, level) in enumerate(
+                       (("BTC-USD", 6_200_000), ("ETH-USD", 340_000), ("SOL-USD", 13_000)))}
+        fake = FakeCoinbase(candles, now_ms=now_ms or span[1])
+        server = LoopbackServer(fake, CoinbaseHandler).__enter__()
+        servers.append(server)
+        monkeypatch.setenv("TRADECORE_COINBASE_URL", server.url)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def coinbase_market(symbol: str = "BTC/USD", **options) -> Market:
+    """A Coinbase market with options that keep tests fast (tiny rate limit and backoff)."""
+    from tradecore_lib.months import Month
+
+    base, quote = symbol.lower().split("/")
+    return Market(
+        name=f"coinbase_spot_{base}_{quote}",
+        venue="coinbase_spot",
+        symbol=symbol,
+        first_month=Month(2024, 1),
+        feature_preset="default",
+        train_preset="cpu-smoke",
+        enabled=True,
+        source={**_FAST_COINBASE_OPTIONS, **options},
     )

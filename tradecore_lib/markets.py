@@ -129,7 +129,7 @@ class Market(ConfigModel):
 
     loader_fields = frozenset({"name"})
     name: str = Field(description="<venue>_<base>_<quote>, lower case (the entry's key).")
-    venue: str = Field(description="synthetic | kraken_spot | kraken_futures.")
+    venue: str = Field(description="synthetic | kraken_spot | kraken_futures | coinbase_spot.")
     symbol: str = Field(description="ccxt unified symbol, BASE/QUOTE or BASE/QUOTE:SETTLE.")
     first_month: MonthField = Field(description="The first monthly partition, \"YYYY-MM\".")
     feature_preset: str = Field(description="Indicator preset in configs/tools/.")
@@ -215,7 +215,9 @@ class Market(ConfigModel):
             raise ValueError(f"holding_costs.borrow_rate_annual: {self.venue} markets are "
                              "perpetual futures, whose shorts borrow nothing (their holding cost "
                              "is funding); remove it or set it to 0")
-        if self.venue == "kraken_spot" and isinstance(costs.funding, float) and costs.funding:
+        from tradecore_lib.sources import SPOT_VENUES
+
+        if self.venue in SPOT_VENUES and isinstance(costs.funding, float) and costs.funding:
             raise ValueError("holding_costs.funding: a spot market pays no funding; remove it "
                              "or set it to 'none'")
         return self

@@ -28,11 +28,12 @@ import threading
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+
+from tests.fakes.loopback import FakeHandler
 
 MINUTE_S = 60
 SPOT_PAIR_ID = "XXBTZUSD"
@@ -369,15 +370,11 @@ def _v(units: int) -> str:
     return f"{units // 100_000_000}.{units % 100_000_000:08d}"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.0"  # one request per connection, so "drop" hurts one request
-
-    def log_message(self, *_: Any) -> None:  # keep pytest output quiet
-        pass
+class KrakenHandler(FakeHandler):
+    """Kraken's routes and fault bodies: ``LoopbackServer(FakeKraken(...), KrakenHandler)``."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        fake = self.server.fake
+        fake = self.fake
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         fault = fake._next_fault(url.path)
@@ -386,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._fault(fault, futures=not url.path.startswith("/0/"))
             return
         status, body = self._route(fake, url.path, query)
-        self._send(status, json.dumps(body).encode())
+        self.send(status, json.dumps(body).encode())
 
     def _route(self, fake: FakeKraken, path: str, query: dict[str, str]) -> tuple[int, Any]:
         spot = {
@@ -406,13 +403,6 @@ class _Handler(BaseHTTPRequestHandler):
             return fake.charts(parts[4], query)
         return 404, {"error": [f"EGeneral:Unknown method {path}"]}
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def _fault(self, fault: str, *, futures: bool) -> None:
         if fault in ("rate_limit", "unavailable", "busy"):
             spot_error = {"rate_limit": "EAPI:Rate limit exceeded",
@@ -421,49 +411,12 @@ class _Handler(BaseHTTPRequestHandler):
                              "busy": "unavailable"}[fault]
             body = ({"result": "error", "error": futures_error} if futures
                     else {"error": [spot_error]})
-            self._send(200, json.dumps(body).encode())
+            self.send(200, json.dumps(body).encode())
         elif fault.startswith("http_"):
             status = int(fault[5:])
-            self._send(status, f"<html><body>{status} error</body></html>".encode(), "text/html")
+            self.send(status, f"<html><body>{status} error</body></html>".encode(), "text/html")
         elif fault == "drop":
-            self.close_connection = True
-            self.connection.shutdown(2)
+            self.drop()
         elif fault == "truncate":
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", "5000")
-            self.end_headers()
-            self.wfile.write(b'{"error": [], "result": {"XXBTZUSD": [["4')
-            self.wfile.flush()
-            self.connection.shutdown(2)
+            self.truncate(b'{"error": [], "result": {"XXBTZUSD": [["4')
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeKraken) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-
-
-class KrakenServer:
-    """Runs a :class:`FakeKraken` on 127.0.0.1 with an ephemeral port in a background thread."""
-
-    def __init__(self, fake: FakeKraken) -> None:
-        self.fake = fake
-        self._server = _Server(fake)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> KrakenServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

@@ -1,4 +1,4 @@
-"""Candle sources behind one interface: synthetic now, Kraken spot/futures and archives later.
+"""Candle sources behind one interface: synthetic, Kraken spot/futures and archives, Coinbase.
 
 A source turns (market, month) into a candle table in the fixed schema plus provenance
 metadata. It never writes the partition itself: the caller validates and publishes it, so a
@@ -19,6 +19,7 @@ from tradecore_lib.errors import TradeCoreError
 from tradecore_lib.lake import Lake
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month
+from tradecore_lib.sources.coinbase_options import CoinbaseOptions
 from tradecore_lib.sources.kraken_options import KrakenOptions
 from tradecore_lib.sources.synthetic_generator import SyntheticOptions
 
@@ -28,8 +29,11 @@ SOURCE_OPTIONS: dict[str, type[ConfigModel]] = {
     "synthetic": SyntheticOptions,
     "kraken_spot": KrakenOptions,
     "kraken_futures": KrakenOptions,
+    "coinbase_spot": CoinbaseOptions,
 }
 VENUES = tuple(SOURCE_OPTIONS)
+# Spot venues: shorts borrow (a borrow rate), nothing pays funding.
+SPOT_VENUES = frozenset({"kraken_spot", "coinbase_spot"})
 
 
 @dataclass
@@ -112,6 +116,10 @@ def source_for(market: Market, *, lake: Lake, archive_file: str | None = None) -
         from tradecore_lib.sources.kraken_futures import KrakenFuturesSource
 
         return KrakenFuturesSource.from_market(market)
+    if market.venue == "coinbase_spot":
+        from tradecore_lib.sources.coinbase import CoinbaseSpotSource
+
+        return CoinbaseSpotSource.from_market(market, lake)
     raise SourceUnavailableError(
         f"market {market.name}: venue {market.venue!r} has no candle source in this version"
     )

@@ -19,6 +19,7 @@ from tradecore_lib.markets import Market
 from tradecore_lib.months import MINUTE_MS, Month
 from tradecore_lib.progress import Progress
 from tradecore_lib.sources import FetchResult, ccxt_version, source_options
+from tradecore_lib.sources.ccxt_client import ohlcv_array
 from tradecore_lib.sources.kraken_client import (
     KrakenOptions,
     KrakenPermanentError,
@@ -58,7 +59,8 @@ class KrakenFuturesSource:
                     client.exchange.fetch_ohlcv, market.symbol, "1m", cursor, WINDOW_CANDLES,
                     {"price": "trade"},
                 )
-                candles = _checked(rows, f"{what}: charts from {cursor // 1000} s")
+                candles = ohlcv_array(rows, f"{what}: charts from {cursor // 1000} s",
+                                      KrakenPermanentError)
                 candles = candles[(candles[:, 0] >= cursor) & (candles[:, 0] < end_ms)]
                 # Continue after the last candle served; a window with none is skipped whole.
                 # Either way the cursor moves, and a server capping below 2000 loses nothing.
@@ -85,23 +87,3 @@ class KrakenFuturesSource:
         }
         return FetchResult(table, metadata)
 
-
-def _checked(rows: list[list[Any]], call: str) -> np.ndarray:
-    """ccxt OHLCV rows as a float array, rejecting a malformed candle by its time."""
-    try:
-        candles = np.array(rows, dtype=np.float64).reshape(-1, 6)
-    except (TypeError, ValueError) as exc:
-        raise KrakenPermanentError(f"{call}: malformed payload: {exc}", malformed=True) from None
-    volume_ok = np.isfinite(candles[:, 5]) & (candles[:, 5] >= 0)
-    prices_ok = (np.isfinite(candles[:, 1:5]) & (candles[:, 1:5] > 0)).all(axis=1)
-    # Zero-volume fills may carry any price; a traded minute must have real prices.
-    bad = np.flatnonzero(~volume_ok | (~prices_ok & (candles[:, 5] > 0))
-                         | (candles[:, 0] % MINUTE_MS != 0))
-    if bad.size:
-        row = int(bad[0])
-        raise KrakenPermanentError(
-            f"{call}: malformed payload, candle row {row} of {len(candles)} is {rows[row]} "
-            "(prices must be positive numbers, volume >= 0, time on the minute)"
-        )
-    order = np.argsort(candles[:, 0], kind="stable")
-    return candles[order]
