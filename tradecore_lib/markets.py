@@ -88,6 +88,26 @@ def _funding(value: Any) -> str | float:
 FundingField = Annotated[str | float, PlainValidator(_funding)]
 
 
+class TradingFees(ConfigModel):
+    """The venue's fee schedule for one market (``trading_fees:`` of a market), fractions of
+    notional: what every fill pays there, so a verdict is judged at the venue's real costs.
+    Each field left out keeps the env preset's (``maker_fee`` / ``taker_fee``)."""
+
+    # strict: a quoted number where a rate belongs is a mistake
+    maker_fee: Annotated[float, Field(strict=True, ge=0.0, le=0.1)] | None = Field(
+        default=None, description="Fee rate of limit fills (take-profit); null keeps the env "
+        "preset's.")
+    taker_fee: Annotated[float, Field(strict=True, ge=0.0, le=0.1)] | None = Field(
+        default=None, description="Fee rate of market and stop fills; null keeps the env "
+        "preset's.")
+
+    def env_overrides(self) -> dict[str, float]:
+        """The env preset fields these fees replace: only what is set."""
+        return {name: value for name, value in
+                (("maker_fee", self.maker_fee), ("taker_fee", self.taker_fee))
+                if value is not None}
+
+
 class HoldingCosts(ConfigModel):
     """What holding a position costs on one market (``holding_costs:`` of a market).
 
@@ -159,6 +179,11 @@ class Market(ConfigModel):
         description="Borrow rate of spot shorts and funding of perpetual futures; what is left "
         "out keeps the env preset's.",
     )
+    trading_fees: TradingFees = Field(
+        default_factory=TradingFees,
+        description="The venue's maker and taker fees for your tier; what is left out keeps "
+        "the env preset's.",
+    )
 
     @classmethod
     def field_model(cls, name: str, raw: Any) -> type[BaseModel] | None:
@@ -221,6 +246,11 @@ class Market(ConfigModel):
             raise ValueError("holding_costs.funding: a spot market pays no funding; remove it "
                              "or set it to 'none'")
         return self
+
+    def env_overrides(self) -> dict[str, float]:
+        """The env preset fields this market's costs replace (its trading fees and holding
+        costs): training and every economic judgement trade under them."""
+        return {**self.trading_fees.env_overrides(), **self.holding_costs.env_overrides()}
 
     @property
     def funding_from_venue(self) -> bool:

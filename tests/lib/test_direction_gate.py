@@ -35,6 +35,7 @@ from tradecore_lib.direction.evaluate import (
     DirectionEvaluationError,
     DirectionEvaluationSummary,
     bootstrap_mean,
+    economic_settings,
     evaluate_direction,
     mean_block_length,
     position_targets,
@@ -382,3 +383,20 @@ def test_bootstrap_of_a_mean() -> None:
     assert 0.02 < (a.high - a.low) / 2 < 0.06
     assert mean_block_length(1_000_000, 15) == pytest.approx(100.0)  # n ** (1/3) wins
     assert mean_block_length(10_000, 15) == 60.0  # four horizons win
+
+
+def test_the_economic_check_pays_the_markets_fees(planted: Market, planted_evaluation) -> None:
+    costly = planted.evaluate(market_costs={"maker_fee": 0.002, "taker_fee": 0.003})
+    for split in ("validation", "test"):
+        cheap = planted_evaluation.summary.splits[split].economic.policies[AGENT]
+        dear = costly.summary.splits[split].economic.policies[AGENT]
+        # the same rule at the venue's prices: each round trip pays more (these fees hit the
+        # kill switch, so the totals are not comparable), and the walk ends poorer
+        assert dear.fees / dear.trades > 2 * cheap.fees / cheap.trades
+        assert dear.total_return < cheap.total_return
+    # the preset's own economic overrides win over the market's, as a request's do in training
+    settings = economic_settings(
+        ECONOMIC.model_copy(update={"env_overrides": {"taker_fee": 0.0001}}), None,
+        {"taker_fee": 0.003, "borrow_rate_annual": 0.2})
+    assert settings == {"preset": ECONOMIC.env_preset, "taker_fee": 0.0001,
+                        "borrow_rate_annual": 0.2}

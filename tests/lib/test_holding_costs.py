@@ -1,4 +1,5 @@
-"""Per-market holding costs in configs/markets.yaml: validation and what reaches the env."""
+"""Per-market holding costs and trading fees in configs/markets.yaml: validation and what
+reaches the env."""
 
 from __future__ import annotations
 
@@ -73,3 +74,30 @@ def test_shipped_markets():
     # the synthetic and control markets keep their env presets' costs
     assert all(not m.holding_costs.env_overrides() for m in load_markets()
                if m.venue == "synthetic")
+
+
+@pytest.mark.parametrize(("fees", "message"), [
+    ("{taker: 0.001}", "trading_fees.taker: unknown key; did you mean 'taker_fee'?"),
+    ("{taker_fee: -0.001}", "trading_fees.taker_fee: Input should be greater than or equal to 0"),
+    ("{maker_fee: 0.5}", "trading_fees.maker_fee: Input should be less than or equal to 0.1"),
+    ("{maker_fee: '0.001'}", "trading_fees.maker_fee: Input should be a valid number"),
+])
+def test_bad_trading_fees_are_named(tmp_path, fees, message):
+    path = tmp_path / "markets.yaml"
+    path.write_text(_market("kraken_spot", "{}") + f"    trading_fees: {fees}\n")
+    with pytest.raises(MarketConfigError, match=re.escape(message)):
+        load_markets(path)
+
+
+def test_fees_and_costs_are_one_set_of_env_overrides(tmp_path):
+    path = tmp_path / "markets.yaml"
+    path.write_text(_market("kraken_spot", "{borrow_rate_annual: 0.1}")
+                    + "    trading_fees: {taker_fee: 0.004}\n")
+    market = load_markets(path)[0]
+    assert market.env_overrides() == {"taker_fee": 0.004, "borrow_rate_annual": 0.1}
+    # the shipped real venues trade at their published lowest tier, the synthetic ones at the
+    # env preset's fees
+    assert get_market("kraken_spot_btc_usd").env_overrides() == {
+        "maker_fee": 0.0016, "taker_fee": 0.0026, "borrow_rate_annual": 0.219}
+    assert get_market("coinbase_spot_btc_usd").trading_fees.taker_fee == 0.012
+    assert all(not m.env_overrides() for m in load_markets() if m.venue == "synthetic")

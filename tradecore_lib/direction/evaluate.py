@@ -164,10 +164,14 @@ def walk_targets(prediction_ts_ms: np.ndarray, targets: np.ndarray,
 
 
 def economic_settings(economic: EconomicSettings,
-                      exclude_column: str | None = WARMUP_COLUMN) -> dict[str, Any]:
-    """The env settings the positions trade under (the preset, its overrides and the feature
-    table's warm-up marker)."""
-    settings: dict[str, Any] = {"preset": economic.env_preset, **economic.env_overrides}
+                      exclude_column: str | None = WARMUP_COLUMN,
+                      market_costs: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The env settings the positions trade under: the preset, the market's trading fees and
+    holding costs (:meth:`~tradecore_lib.markets.Market.env_overrides`), the preset's own
+    overrides (which win, as a training request's do) and the feature table's warm-up
+    marker."""
+    settings: dict[str, Any] = {"preset": economic.env_preset, **(market_costs or {}),
+                                **economic.env_overrides}
     if exclude_column is not None:
         settings["exclude_column"] = exclude_column
     return settings
@@ -327,7 +331,8 @@ def evaluate_direction(predictions: pd.DataFrame, baselines: Mapping[str, pd.Dat
                        baseline_fit: BaselineFit | None = None,
                        champion: DirectionChampion | None = None, trials: Trials | None = None,
                        control: SyntheticOptions | None = None,
-                       exclude_column: str | None = WARMUP_COLUMN) -> DirectionEvaluation:
+                       exclude_column: str | None = WARMUP_COLUMN,
+                       market_costs: Mapping[str, float] | None = None) -> DirectionEvaluation:
     """Score every split of ``predictions`` for ``market`` against ``baselines`` and judge the
     gate on validation (see the module docstring).
 
@@ -349,6 +354,8 @@ def evaluate_direction(predictions: pd.DataFrame, baselines: Mapping[str, pd.Dat
         trials: the deflated Sharpe's trials (None: this model alone).
         control: the options of a planted-edge synthetic market (adds the oracle), or None.
         exclude_column: the frame's warm-up marker (rows the walk never decides on).
+        market_costs: the market's env overrides (its trading fees and holding costs,
+            :meth:`~tradecore_lib.markets.Market.env_overrides`); the walk pays them.
 
     Raises:
         DirectionEvaluationError: no validation predictions, a split without its frame,
@@ -358,7 +365,7 @@ def evaluate_direction(predictions: pd.DataFrame, baselines: Mapping[str, pd.Dat
     if unknown or not baselines:
         raise DirectionEvaluationError(f"baselines {sorted(baselines)}: give some of "
                                        f"{list(BASELINES)}")
-    settings = economic_settings(economic, exclude_column)
+    settings = economic_settings(economic, exclude_column, market_costs)
     trials = trials or Trials(count=1)
     scored: dict[str, ScoredDirectionSplit] = {}
     champion_note = None

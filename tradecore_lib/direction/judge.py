@@ -157,7 +157,7 @@ def judge_direction_run(lake: Lake, record: DirectionRecord, *,
             eligible=record.eligible, eligibility=record.eligibility,
             model_key=record.model_key, run_id=record.run_id, dagster_run_id=dagster_run_id,
             baseline_fit=baselines.fit, champion=rival, trials=trials,
-            control=control_options(market))
+            control=control_options(market), market_costs=market.env_overrides())
     summaries = {market: e.summary for market, e in evaluations.items()}
     verdict = combine_verdicts({m: s.verdict for m, s in summaries.items()},
                                eligible=record.eligible, eligibility=record.eligibility)

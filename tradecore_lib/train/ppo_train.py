@@ -119,9 +119,10 @@ def train(request: TrainRequest, report: Reporter, *, probe: GpuProbe | None = N
     """
     # -- 1. what to train ------------------------------------------------------------------
     market = get_market(request.market)
-    # the market's holding costs (markets.yaml) replace its env preset's; the request's own
-    # overrides still win. They land in config.json, so evaluation and signals charge them too.
-    costs = market.holding_costs.env_overrides()
+    # the market's trading fees and holding costs (markets.yaml) replace its env preset's; the
+    # request's own overrides still win. They land in config.json, so evaluation and signals
+    # charge them too.
+    costs = market.env_overrides()
     cfg = load_train_config(request.preset, deep_merge({"env_overrides": costs} if costs else {},
                                                        request.overrides))
     lake = Lake(request.lake_root or default_lake_root(), s3_options_from_env(os.environ))
