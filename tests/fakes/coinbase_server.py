@@ -23,15 +23,13 @@ Coinbase answers with: a 429 HTML page (its gateway's rate-limit answer), a 429 
 from __future__ import annotations
 
 import json
-import threading
-from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from tests.fakes.loopback import FakeHandler
+from tests.fakes.loopback import FakeHandler, FaultSwitches
 
 MINUTE_MS = 60_000
 CANDLES_LIMIT = 350  # Coinbase refuses a request for more candles than this
@@ -86,7 +84,7 @@ def generate_candles(seed: int, start_ms: int, end_ms: int, *, level_cents: int 
                    close.astype(np.int64), volume.astype(np.int64))
 
 
-class FakeCoinbase:
+class FakeCoinbase(FaultSwitches):
     """The fake venue: candles per product, a clock, fault switches, request counters.
 
     Attributes:
@@ -98,42 +96,16 @@ class FakeCoinbase:
     """
 
     def __init__(self, candles: dict[str, Candles], *, now_ms: int) -> None:
+        super().__init__(FAULTS, lambda path: path.endswith("/candles"))
         self.candles = candles
         self.now_ms = now_ms
         self.inclusive_end = True
         self.malformed_at: int | None = None
-        self.fault_cycle: tuple[str, ...] = ()
-        self.fault_every = 0
-        self.requests: Counter[str] = Counter()
-        self.faults_served: Counter[str] = Counter()
         self.candle_windows: list[tuple[int, int]] = []  # (start s, end s) served
-        self._queued: dict[str, deque[str]] = defaultdict(deque)
-        self._lock = threading.Lock()
 
     @property
     def candle_requests(self) -> int:
         return sum(n for path, n in self.requests.items() if path.endswith("/candles"))
-
-    # ----------------------------------------------------------------- fault control
-    def inject(self, path_prefix: str, *faults: str) -> None:
-        """Serve ``faults`` (names from :data:`FAULTS`) to the next requests under the prefix."""
-        unknown = set(faults) - set(FAULTS)
-        if unknown:
-            raise ValueError(f"unknown faults {sorted(unknown)}; known {FAULTS}")
-        with self._lock:
-            self._queued[path_prefix].extend(faults)
-
-    def _next_fault(self, path: str) -> str | None:
-        with self._lock:
-            self.requests[path] += 1
-            for prefix, queue in self._queued.items():
-                if path.startswith(prefix) and queue:
-                    return queue.popleft()
-            if self.fault_every and self.fault_cycle and path.endswith("/candles"):
-                n = self.candle_requests
-                if n % self.fault_every == 0:
-                    return self.fault_cycle[(n // self.fault_every) % len(self.fault_cycle)]
-        return None
 
     # ----------------------------------------------------------------- endpoints
     def fiat(self) -> dict[str, Any]:
@@ -227,7 +199,7 @@ class CoinbaseHandler(FakeHandler):
         fake = self.fake
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        fault = fake._next_fault(url.path)
+        fault = fake.next_fault(url.path)
         if fault is not None:
             fake.faults_served[fault] += 1
             self._fault(fault)

@@ -24,8 +24,6 @@ implementation independent of the one under test.
 from __future__ import annotations
 
 import json
-import threading
-from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from tests.fakes.loopback import FakeHandler
+from tests.fakes.loopback import FakeHandler, FaultSwitches
 
 MINUTE_S = 60
 SPOT_PAIR_ID = "XXBTZUSD"
@@ -165,7 +163,7 @@ def python_candles(trades: Trades, first_ms: int, end_ms: int) -> list[dict[str,
     return [candles[k] for k in sorted(candles)]
 
 
-class FakeKraken:
+class FakeKraken(FaultSwitches):
     """The fake venue: trade history, a clock, fault switches, request counters.
 
     Attributes:
@@ -184,6 +182,8 @@ class FakeKraken:
 
     def __init__(self, spot: Trades, futures: Trades, *, now_ms: int,
                  funding: Funding | None = None) -> None:
+        self.fault_paths: tuple[str, ...] = ("/0/public/Trades", "/api/charts/")
+        super().__init__(FAULTS, lambda path: path.startswith(self.fault_paths))
         self.spot = spot
         self.futures = futures
         self.now_ms = now_ms
@@ -193,36 +193,8 @@ class FakeKraken:
         self.with_trade_ids = True
         self.inclusive_since = True
         self.malformed_trade: int | None = None
-        self.fault_cycle: tuple[str, ...] = ()
-        self.fault_every = 0
-        self.fault_paths: tuple[str, ...] = ("/0/public/Trades", "/api/charts/")
-        self.requests: Counter[str] = Counter()
-        self.faults_served: Counter[str] = Counter()
-        self._queued: dict[str, deque[str]] = defaultdict(deque)
-        self._lock = threading.Lock()
         self._futures_candles = {c["ts"]: c for c in python_candles(futures, 0, 2**62)}
         self._futures_minutes = np.array(sorted(self._futures_candles), dtype=np.int64)
-
-    # ----------------------------------------------------------------- fault control
-    def inject(self, path_prefix: str, *faults: str) -> None:
-        """Serve ``faults`` (names from :data:`FAULTS`) to the next requests under the prefix."""
-        unknown = set(faults) - set(FAULTS)
-        if unknown:
-            raise ValueError(f"unknown faults {sorted(unknown)}; known {FAULTS}")
-        with self._lock:
-            self._queued[path_prefix].extend(faults)
-
-    def _next_fault(self, path: str) -> str | None:
-        with self._lock:
-            self.requests[path] += 1
-            for prefix, queue in self._queued.items():
-                if path.startswith(prefix) and queue:
-                    return queue.popleft()
-            if self.fault_every and self.fault_cycle and path.startswith(self.fault_paths):
-                n = sum(self.requests[p] for p in self.requests if p.startswith(self.fault_paths))
-                if n % self.fault_every == 0:
-                    return self.fault_cycle[(n // self.fault_every) % len(self.fault_cycle)]
-        return None
 
     # ----------------------------------------------------------------- spot endpoints
     def assets(self, _: dict[str, str]) -> dict[str, Any]:
@@ -377,7 +349,7 @@ class KrakenHandler(FakeHandler):
         fake = self.fake
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        fault = fake._next_fault(url.path)
+        fault = fake.next_fault(url.path)
         if fault is not None:
             fake.faults_served[fault] += 1
             self._fault(fault, futures=not url.path.startswith("/0/"))

@@ -1,14 +1,57 @@
-"""What every loopback venue fake shares: the threaded server on an ephemeral port and the
-handler's plumbing (one request per connection, JSON answers, dropped and truncated replies).
-A venue fake subclasses :class:`FakeHandler` for its routes and fault bodies."""
+"""What every loopback venue fake shares: fault switches (:class:`FaultSwitches`), the
+threaded server on an ephemeral port and the handler's plumbing (one request per connection,
+JSON answers, dropped and truncated replies). A venue fake subclasses :class:`FaultSwitches`
+for its state and endpoints and :class:`FakeHandler` for its routes and fault bodies."""
 
 from __future__ import annotations
 
 import threading
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Generic, TypeVar
 
 F = TypeVar("F")
+
+
+class FaultSwitches:
+    """Request counters and fault switches of a fake venue.
+
+    :meth:`inject` queues one fault for each of the next requests under a path prefix; with
+    :attr:`fault_cycle` and :attr:`fault_every` set, every ``fault_every``-th request of the
+    paths ``cycled`` accepts gets the next fault of the cycle.
+    """
+
+    def __init__(self, known: tuple[str, ...], cycled: Callable[[str], bool]) -> None:
+        self.known_faults = known
+        self.cycled = cycled
+        self.fault_cycle: tuple[str, ...] = ()
+        self.fault_every = 0
+        self.requests: Counter[str] = Counter()
+        self.faults_served: Counter[str] = Counter()
+        self._queued: dict[str, deque[str]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def inject(self, path_prefix: str, *faults: str) -> None:
+        """Serve ``faults`` to the next requests under the prefix, one each."""
+        unknown = set(faults) - set(self.known_faults)
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; known {self.known_faults}")
+        with self._lock:
+            self._queued[path_prefix].extend(faults)
+
+    def next_fault(self, path: str) -> str | None:
+        """Count a request to ``path``; the fault it gets, or None."""
+        with self._lock:
+            self.requests[path] += 1
+            for prefix, queue in self._queued.items():
+                if path.startswith(prefix) and queue:
+                    return queue.popleft()
+            if self.fault_every and self.fault_cycle and self.cycled(path):
+                n = sum(count for p, count in self.requests.items() if self.cycled(p))
+                if n % self.fault_every == 0:
+                    return self.fault_cycle[(n // self.fault_every) % len(self.fault_cycle)]
+        return None
 
 
 class FakeHandler(BaseHTTPRequestHandler):

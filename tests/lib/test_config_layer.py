@@ -105,6 +105,7 @@ def test_a_negative_taker_fee_in_an_env_preset_fails_at_load(configs: Path) -> N
     assert "taker_fee: Input should be greater than or equal to 0 (got -0.0005)" in message
     # a preset shared by several markets is reported once, naming them all
     shared = (f"markets '{SPOT}', 'kraken_spot_eth_usd', 'kraken_spot_sol_usd', "
+              "'coinbase_spot_btc_usd', 'coinbase_spot_eth_usd', 'coinbase_spot_sol_usd', "
               "'kraken_futures_btc_usd': training preset 'cpu-default'")
     assert message.count(shared) == 1
 

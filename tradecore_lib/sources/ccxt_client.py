@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import ccxt
 import numpy as np
@@ -32,6 +32,7 @@ import numpy as np
 from tradecore_lib.errors import ConfigError, TradeCoreError, TransientError
 from tradecore_lib.months import MINUTE_MS
 from tradecore_lib.redaction import redact_url, redacted_cause
+from tradecore_lib.sources.ccxt_options import CcxtOptions
 
 # HTTP statuses ccxt files under ExchangeNotAvailable that will not heal by waiting
 # (a wrong URL or path): retrying them only burns the budget.
@@ -59,17 +60,6 @@ class VenuePermanentError(VenueError):
 
 class VenueUnavailableError(VenueError, TransientError):
     """Transient failures outlasted the retry budget; a re-run resumes from the checkpoint."""
-
-
-class RetryKnobs(Protocol):
-    """The connection and retry options every ccxt venue's ``source:`` model carries."""
-
-    rate_limit_ms: int | None
-    timeout_ms: int
-    retry_attempts: int
-    retry_base_delay_s: float
-    retry_max_delay_s: float
-    retry_budget_s: float
 
 
 @dataclass
@@ -152,7 +142,7 @@ class CcxtClient:
 
     exchange: ccxt.Exchange
     root: str = field(repr=False)
-    options: RetryKnobs
+    options: CcxtOptions
     stats: CallStats = field(default_factory=CallStats)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
@@ -207,7 +197,7 @@ class CcxtClient:
 
 
 def build_exchange(
-    exchange_class: type[ccxt.Exchange], api_urls: dict[str, str], options: RetryKnobs,
+    exchange_class: type[ccxt.Exchange], api_urls: dict[str, str], options: CcxtOptions,
     **config: Any,
 ) -> ccxt.Exchange:
     """An instance of ``exchange_class`` that counts its requests (``exchange.stats``), with
