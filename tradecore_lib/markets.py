@@ -352,7 +352,8 @@ def load_markets(path: Path | None = None, *, include_disabled: bool = False) ->
     """
     path = path or markets_file()
     try:
-        document = yaml.safe_load(path.read_text())
+        # libyaml's C parser where PyYAML has it: this file is read at every code-location load
+        document = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError:
         raise MarketConfigError(f"market file not found: {path}") from None
     except yaml.YAMLError as exc:

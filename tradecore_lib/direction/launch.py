@@ -30,6 +30,7 @@ from tradecore_lib.features import feature_key
 from tradecore_lib.lake import Lake, candle_key
 from tradecore_lib.markets import Market, get_market, load_markets
 from tradecore_lib.months import Month, months_between
+from tradecore_lib.sources import VENUES
 from tradecore_lib.train.config import Fold, deep_merge
 
 ENTRY_POINT = "tradecore_lib.direction.train"
@@ -42,17 +43,13 @@ def multi_model_key(venue: str) -> str:
     return f"{venue}{MULTI_SUFFIX}"
 
 
-def _venues() -> set[str]:
-    return {m.venue for m in load_markets(include_disabled=True)}
-
-
 def model_kind(model_key: str) -> ModelKind:
     """``transformer`` for ``<venue>_multi``, ``lstm`` for a market name.
 
     Raises:
         ConfigError: the key is neither a known venue's ``_multi`` nor a market.
     """
-    if model_key.endswith(MULTI_SUFFIX) and model_key[:-len(MULTI_SUFFIX)] in _venues():
+    if model_key.endswith(MULTI_SUFFIX) and model_key[:-len(MULTI_SUFFIX)] in VENUES:
         return "transformer"
     get_market(model_key)  # MarketConfigError (a ConfigError) with a did-you-mean
     return "lstm"
