@@ -9,7 +9,8 @@ Everything ``load_markets`` and ``fetch_ohlcv`` call, without a key:
 - ``/api/v3/brokerage/market/products/<PRODUCT>/candles?start=&end=&granularity=`` with
   ``start``/``end`` in Unix seconds: candles whose ``start`` lies in ``[start, end]``
   (``end`` inclusive unless :attr:`FakeCoinbase.inclusive_end` is off), **newest first**,
-  every field a string, minutes without trades absent, nothing after the venue's present;
+  every field a string, minutes without trades absent, a minute only once it has closed
+  (``publish_lag_ms`` after its end);
   a request spanning more than 350 candles gets Coinbase's HTTP 400 ``INVALID_ARGUMENT``
   body, an unknown product its 404 ``NOT_FOUND``, a bad granularity ``INVALID_ARGUMENT``.
 
@@ -91,6 +92,7 @@ class FakeCoinbase(FaultSwitches):
         now_ms: the venue's present (UTC ms); the minute in progress and later are not served.
         inclusive_end: candles at ``start == end`` are served (ccxt then gets 301 for its
             300-minute window and keeps the first 300); off, ``end`` is exclusive.
+        publish_lag_ms: how long after its minute closes a candle is first served.
         malformed_at: a candle time (ms) served with a non-numeric close, or None.
         fault_cycle / fault_every: every ``fault_every``-th candles request gets the next fault.
     """
@@ -100,6 +102,7 @@ class FakeCoinbase(FaultSwitches):
         self.candles = candles
         self.now_ms = now_ms
         self.inclusive_end = True
+        self.publish_lag_ms = 0
         self.malformed_at: int | None = None
         self.candle_windows: list[tuple[int, int]] = []  # (start s, end s) served
 
@@ -166,9 +169,10 @@ class FakeCoinbase(FaultSwitches):
             self.candle_windows.append((start_s, end_s))
         c = self.candles[product_id]
         stop_ms = end_s * 1000 + (1 if self.inclusive_end else 0)
-        open_minute = self.now_ms - self.now_ms % MINUTE_MS  # still trading: not served
+        # a minute is served once it closed publish_lag_ms ago (the one in progress never)
+        published = self.now_ms - MINUTE_MS - self.publish_lag_ms + 1
         lo = int(np.searchsorted(c.ts_ms, start_s * 1000, side="left"))
-        hi = int(np.searchsorted(c.ts_ms, min(stop_ms, open_minute), side="left"))
+        hi = int(np.searchsorted(c.ts_ms, min(stop_ms, published), side="left"))
         rows = [c.row(i) for i in range(hi - 1, lo - 1, -1)]  # newest first, as Coinbase
         if self.malformed_at is not None:
             for row in rows:

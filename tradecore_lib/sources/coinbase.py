@@ -20,9 +20,11 @@ Coinbase quirks handled here, in one place:
 Resumability: after every ``checkpoint_every_pages`` windows, the candles so far and the
 cursor are written under ``staging/coinbase_spot/<BASE-QUOTE>/<YYYY-MM>/`` in the lake (the
 candles first, then the state that points past them). A killed run re-run for the month
-continues from the cursor; candles past it (written just before a kill) are read again, not
-doubled. A finished month's complete checkpoint serves a re-materialization without a request;
-refreshing the current month continues from the cursor.
+continues from the cursor, one window back (candles written past the cursor just before a
+kill are dropped, not doubled); a refresh of the current month likewise, so the minutes that
+had only just closed when the previous run read them (Coinbase serves a minute's candle a
+little after it closes) are read again, final this time. A finished month's complete
+checkpoint serves a re-materialization without a request.
 """
 
 from __future__ import annotations
@@ -176,6 +178,13 @@ class CoinbaseSpotSource:
         loaded = staging.load()
         resumed = loaded is not None
         state, rows = loaded or (_State(cursor_ms=month.start_ms), np.empty((0, 6)))
+        if not state.complete:
+            # The last window before the cursor is read again: a minute that had only just
+            # closed when the previous run read it (its candle partial, or not served yet)
+            # is replaced by Coinbase's final one. One request more per refresh.
+            state.cursor_ms = max(month.start_ms,
+                                  state.cursor_ms - self.options.candles_per_request * MINUTE_MS)
+            rows = rows[rows[:, 0] < state.cursor_ms]
         client: CoinbaseClient | None = None
         if state.complete:
             log(f"{what}: complete checkpoint at {staging.uri}, no download needed")
