@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError
+from pydantic import BaseModel, Field
 
 from tradecore_lib.errors import ConfigError
 from tradecore_lib.features import feature_key
@@ -37,7 +38,7 @@ from tradecore_lib.sources.funding import funding_key
 from tradecore_lib.train.checkpoints import MODEL, VECNORMALIZE, run_prefix
 from tradecore_lib.train.config import TrainConfig
 from tradecore_lib.train.gpu import THERMAL_STOP_EXIT_CODE
-from tradecore_lib.train.launch import TrainRequest, s3_env
+from tradecore_lib.train.launch import TrainRequest, overrides_model, s3_env
 from tradecore_pipelines.resources import LakeResource
 from tradecore_pipelines.runpod import PipesRunPodClient, stage_configs
 
@@ -60,6 +61,30 @@ def default_compute() -> str:
         raise ConfigError(f"{COMPUTE_ENV}={value!r} is not a training compute; use one of "
                           f"{', '.join(COMPUTES)}")
     return value
+
+
+# At most this many trainings (PPO and direction models together) run at once: a Dagster
+# concurrency pool whose limit is the instance's `concurrency.pools.default_limit` (1 in the
+# dagster.yaml the Makefile writes): with RunPod compute, the number of GPU pods rented at once.
+TRAINING_POOL = "training"
+
+
+def training_config(model: type[BaseModel], preset_help: str) -> type[dg.Config]:
+    """The launchpad config of a training asset: every field of ``model`` optional, as an
+    override of the preset (``preset``: ``preset_help``); the compute it trains on; and the
+    pod, for RunPod compute."""
+    return overrides_model(
+        model, base=dg.Config,
+        preset=(str | None, Field(default=None, description=preset_help)),
+        compute=(str, Field(default=default_compute(), description="Where to train: local (a "
+                            "child process here) or runpod (a GPU pod). The default is the "
+                            f"deployment's {COMPUTE_ENV} (local when unset).")),
+        runpod_preset=(str, Field(default="pytorch", description="Pod preset in "
+                                  "configs/runpod/ (image, GPU types, spot or on-demand, cost "
+                                  "guards), used with compute runpod.")),
+        runpod=(overrides_model(PodSpec, base=dg.Config) | None,
+                Field(default=None, description="Overrides of the pod preset's fields.")),
+    )
 
 
 def check_compute(compute: str, runpod: PipesRunPodClient) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
@@ -199,19 +198,8 @@ def _units(value: int) -> str:
 class CoinbaseHandler(FakeHandler):
     """Coinbase's routes and fault bodies; serve with ``LoopbackServer(fake, CoinbaseHandler)``."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        fake = self.fake
-        url = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        fault = fake.next_fault(url.path)
-        if fault is not None:
-            fake.faults_served[fault] += 1
-            self._fault(fault)
-            return
-        status, body = self._route(fake, url.path, query)
-        self.send(status, json.dumps(body).encode())
-
-    def _route(self, fake: FakeCoinbase, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    def route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        fake: FakeCoinbase = self.fake
         fixed = {"/v2/currencies": fake.fiat, "/v2/currencies/crypto": fake.crypto,
                  "/v2/exchange-rates": fake.exchange_rates}
         if path in fixed:
@@ -222,7 +210,7 @@ class CoinbaseHandler(FakeHandler):
             return fake.candles_of(path[len(CANDLES_PATH):-len("/candles")], query)
         return 404, {"errors": [{"id": "not_found", "message": "Not found"}]}
 
-    def _fault(self, fault: str) -> None:
+    def serve_fault(self, fault: str, path: str) -> None:
         if fault == "http_429_html":
             self.send(429, b"<html><head><title>Coinbase</title></head><body>Too many "
                        b"requests</body></html>", "text/html")

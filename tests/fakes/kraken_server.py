@@ -27,7 +27,6 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
@@ -345,19 +344,8 @@ def _v(units: int) -> str:
 class KrakenHandler(FakeHandler):
     """Kraken's routes and fault bodies: ``LoopbackServer(FakeKraken(...), KrakenHandler)``."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        fake = self.fake
-        url = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        fault = fake.next_fault(url.path)
-        if fault is not None:
-            fake.faults_served[fault] += 1
-            self._fault(fault, futures=not url.path.startswith("/0/"))
-            return
-        status, body = self._route(fake, url.path, query)
-        self.send(status, json.dumps(body).encode())
-
-    def _route(self, fake: FakeKraken, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    def route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        fake: FakeKraken = self.fake
         spot = {
             "/0/public/Assets": fake.assets,
             "/0/public/AssetPairs": fake.asset_pairs,
@@ -375,7 +363,8 @@ class KrakenHandler(FakeHandler):
             return fake.charts(parts[4], query)
         return 404, {"error": [f"EGeneral:Unknown method {path}"]}
 
-    def _fault(self, fault: str, *, futures: bool) -> None:
+    def serve_fault(self, fault: str, path: str) -> None:
+        futures = not path.startswith("/0/")
         if fault in ("rate_limit", "unavailable", "busy"):
             spot_error = {"rate_limit": "EAPI:Rate limit exceeded",
                           "unavailable": "EService:Unavailable", "busy": "EService:Busy"}[fault]

@@ -5,11 +5,13 @@ for its state and endpoints and :class:`FakeHandler` for its routes and fault bo
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 F = TypeVar("F")
 
@@ -63,6 +65,25 @@ class FakeHandler(BaseHTTPRequestHandler):
     @property
     def fake(self) -> Any:
         return self.server.fake
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        fault = self.fake.next_fault(url.path)
+        if fault is not None:
+            self.fake.faults_served[fault] += 1
+            self.serve_fault(fault, url.path)
+            return
+        status, body = self.route(url.path, query)
+        self.send(status, json.dumps(body).encode())
+
+    def route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        """HTTP status and JSON body of a GET of ``path`` (the venue's endpoints)."""
+        raise NotImplementedError
+
+    def serve_fault(self, fault: str, path: str) -> None:
+        """Answer a request to ``path`` with ``fault`` (the venue's fault bodies)."""
+        raise NotImplementedError
 
     def log_message(self, *_: Any) -> None:  # keep pytest output quiet
         pass

@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
-from pydantic import Field
 
 from tradecore_lib.direction.config import DirectionConfig, load_direction_config
 from tradecore_lib.direction.launch import (
@@ -54,8 +53,8 @@ from tradecore_lib.features import feature_key
 from tradecore_lib.lake import candle_key
 from tradecore_lib.markets import Market
 from tradecore_lib.months import Month, utc_now_ms
-from tradecore_lib.runpod import PodSpec, load_pod_spec
-from tradecore_lib.train.launch import drop_unset, overrides_model
+from tradecore_lib.runpod import load_pod_spec
+from tradecore_lib.train.launch import drop_unset
 from tradecore_pipelines.assets.evaluation import RULE_DESCRIPTIONS, rule_row
 from tradecore_pipelines.assets.features import features_key
 from tradecore_pipelines.check_records import require_checked_candles
@@ -74,33 +73,19 @@ from tradecore_pipelines.resources import LakeResource
 from tradecore_pipelines.resources_ml import MlflowResource
 from tradecore_pipelines.runpod import PipesRunPodClient
 from tradecore_pipelines.training_compute import (
-    COMPUTE_ENV,
+    TRAINING_POOL,
     RunFolder,
     check_compute,
-    default_compute,
     train_local,
     train_on_runpod,
+    training_config,
 )
 
 # The launchpad config: every DirectionConfig field, optional, as an override of the preset;
-# the compute it trains on; and the pod, for RunPod compute (the fields of PPOAgentConfig).
-DirectionModelConfig = overrides_model(
-    DirectionConfig, base=dg.Config,
-    preset=(str | None, Field(default=None, description="Direction preset in "
-                              "configs/direction/; null takes the market's direction_preset. "
-                              "Every other field set here overrides the preset's value.")),
-    compute=(str, Field(default=default_compute(), description="Where to train: local (a "
-                        "child process here) or runpod (a GPU pod). The default is the "
-                        f"deployment's {COMPUTE_ENV} (local when unset).")),
-    runpod_preset=(str, Field(default="pytorch", description="Pod preset in configs/runpod/ "
-                              "(image, GPU types, spot or on-demand, cost guards), used with "
-                              "compute runpod.")),
-    runpod=(overrides_model(PodSpec, base=dg.Config) | None,
-            Field(default=None, description="Overrides of the pod preset's fields.")),
-)
-
-# Direction trainings share the PPO trainings' pool: one training (one GPU pod) at a time.
-TRAINING_POOL = "training"
+# the compute it trains on; and the pod, for RunPod compute (as PPOAgentConfig's).
+DirectionModelConfig = training_config(
+    DirectionConfig, "Direction preset in configs/direction/; null takes the market's "
+    "direction_preset. Every other field set here overrides the preset's value.")
 
 
 @dataclass(frozen=True)

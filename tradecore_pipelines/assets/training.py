@@ -15,17 +15,15 @@ field types at definition time.
 from collections.abc import Callable
 
 import dagster as dg
-from pydantic import Field
 
 from tradecore_lib.markets import Market
 from tradecore_lib.months import utc_now_ms
-from tradecore_lib.runpod import PodSpec, load_pod_spec
+from tradecore_lib.runpod import load_pod_spec
 from tradecore_lib.train.checkpoints import RunStore
 from tradecore_lib.train.config import Fold, TrainConfig, load_train_config
 from tradecore_lib.train.launch import (
     TrainRequest,
     drop_unset,
-    overrides_model,
     plan_folds,
 )
 from tradecore_lib.train.record import FoldRun, RunRecord
@@ -39,35 +37,19 @@ from tradecore_pipelines.resources import LakeResource
 from tradecore_pipelines.resources_ml import MlflowResource
 from tradecore_pipelines.runpod import PipesRunPodClient
 from tradecore_pipelines.training_compute import (
-    COMPUTE_ENV,
+    TRAINING_POOL,
     check_compute,
-    default_compute,
     ppo_run_folder,
     train_local,
     train_on_runpod,
+    training_config,
 )
 
 # The launchpad config: every TrainConfig field, optional, as an override of the preset; the
 # compute it runs on; and the pod, for RunPod compute.
-PPOAgentConfig = overrides_model(
-    TrainConfig, base=dg.Config,
-    preset=(str | None, Field(default=None, description="Training preset in configs/train/; "
-                              "null takes the market's train_preset. Every other field set "
-                              "here overrides the preset's value.")),
-    compute=(str, Field(default=default_compute(), description="Where to train: local (a "
-                        "child process here) or runpod (a GPU pod). The default is the "
-                        f"deployment's {COMPUTE_ENV} (local when unset).")),
-    runpod_preset=(str, Field(default="pytorch", description="Pod preset in configs/runpod/ "
-                              "(image, GPU types, spot or on-demand, cost guards), used with "
-                              "compute runpod.")),
-    runpod=(overrides_model(PodSpec, base=dg.Config) | None,
-            Field(default=None, description="Overrides of the pod preset's fields.")),
-)
-
-# At most this many trainings run at once (a Dagster concurrency pool; its limit is the
-# instance's `concurrency.pools.default_limit`, 1 in the dagster.yaml the Makefile writes): with
-# RunPod compute, the number of GPU pods TradeCore rents at once.
-TRAINING_POOL = "training"
+PPOAgentConfig = training_config(
+    TrainConfig, "Training preset in configs/train/; null takes the market's train_preset. "
+    "Every other field set here overrides the preset's value.")
 
 
 def ppo_agent_key(market: Market) -> dg.AssetKey:
