@@ -249,8 +249,8 @@ def build_features_sensor(
     return _market_sensor(
         "features_follow_candles", markets, [features_key(m) for m in markets], features_tick,
         minimum_interval_seconds, default_status,
-        "When a month of <market>/candles is (re)materialized and its checks pass, brings "
-        "that month's and the next month's <market>/features up to date: one single-run range "
+        "When a month of `<market>/candles` is (re)materialized and its checks pass, brings "
+        "that month's and the next month's `<market>/features` up to date: one single-run range "
         "per run of consecutive months, old months (backfills, archive imports) included; "
         "months whose candle checks failed are left out.")
 
@@ -589,7 +589,7 @@ def build_monitor_sensor(
         "champion_monitor", markets, [champion_monitor_key(m) for m in markets], monitor_tick,
         minimum_interval_seconds, default_status,
         "Scores each market's current champion on each completed month after its validation "
-        "window (<market>/champion_monitor; once per champion and month, again when the "
+        "window (`<market>/champion_monitor`; once per champion and month, again when the "
         "month's features change): one single-run range per run of consecutive months.")
 
 

@@ -98,7 +98,7 @@ def build_signals_refresh_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         asset_selection=[asset_key(m.name, SIGNALS) for m in markets],
         default_status=default_status,
-        description="Refreshes <market>/signals (the champion's dry run on the newest month) "
+        description="Refreshes `<market>/signals` (the champion's dry run on the newest month) "
         "once after each materialization of the newest month's features and after each new "
         "champion; nothing for a market without a champion.",
     )

@@ -1,6 +1,7 @@
 """The code location loads, validates and stays light."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,20 @@ def test_direction_chains_for_markets_with_a_direction_preset_and_a_transformer_
     checks = {c.name for c in graph.get_check_keys_for_assets(
         {dg.AssetKey(["synthetic_multi", "direction_evaluation"])})}
     assert checks == {"direction_gate"}
+
+
+def test_every_description_renders_as_written():
+    """The UI renders descriptions as Markdown, where ``<market>`` is an HTML tag and
+    vanishes: a placeholder in angle brackets must sit in a code span."""
+    texts = {f"asset {key.to_user_string()}": spec.description
+             for key, spec in ((k, defs.resolve_asset_graph().get(k))
+                               for k in defs.resolve_all_asset_keys())}
+    texts |= {f"check {spec.key.name}": spec.description for checks in defs.asset_checks or []
+              for spec in checks.check_specs}
+    texts |= {f"sensor {s.name}": s.description for s in defs.sensors or []}
+    texts |= {f"schedule {s.name}": s.description for s in defs.schedules or []}
+    swallowed = {where: re.findall(r"<[A-Za-z_/][^>]*>", re.sub(r"`[^`]*`", "", text))
+                 for where, text in texts.items() if text}
+    assert {where: tags for where, tags in swallowed.items() if tags} == {}
+    manifest = texts["asset synthetic_btc_usd/manifest"]
+    assert "`<manifests folder>/synthetic_btc_usd.json`" in manifest

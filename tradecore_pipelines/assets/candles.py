@@ -95,7 +95,7 @@ def build_candles_asset(market: Market) -> dg.AssetsDefinition:
         ),
         kinds={"parquet", "ccxt" if market.live else "python"},
         description=f"One-minute {market.symbol} candles from {market.venue}, one parquet file "
-        f"per month under <lake_root>/{market.venue}/{market.pair_dir}/1m/.",
+        f"per month under `<lake_root>/{market.venue}/{market.pair_dir}/1m/`.",
         metadata={
             "market": market.name,
             "venue": market.venue,

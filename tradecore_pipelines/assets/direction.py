@@ -173,7 +173,7 @@ def build_direction_model(spec: DirectionModelSpec) -> dg.AssetsDefinition:
         "tradecore_lib.direction.train`) in a child process (compute local) or a RunPod GPU "
         "pod (compute runpod), on the preset's train months, validation monitored, seeded, "
         "resumable from its checkpoint under "
-        f"<lake_root>/{direction_prefix(key, '<run_id>')}/. Logged to MLflow as a version of "
+        f"`<lake_root>/{direction_prefix(key, '<run_id>')}/`. Logged to MLflow as a version of "
         f"tradecore-direction-{key}. Its value is the direction record that "
         "direction_evaluation judges.",
         metadata={"model_key": key, "markets": ", ".join(m.name for m in spec.markets),
@@ -452,7 +452,7 @@ def build_direction_signals(spec: DirectionModelSpec) -> dg.AssetsDefinition:
         "month with candles and features: per minute and market the probability of an up "
         "move over the horizon, the direction, its confidence max(p, 1 - p) and confidence "
         "tier (the preset's signals.tiers), when it would execute, model version and run, "
-        f"under <lake_root>/signals/direction/{key}/. No order is sent anywhere.",
+        f"under `<lake_root>/signals/direction/{key}/`. No order is sent anywhere.",
         metadata={"model_key": key},
     )
     def direction_signals(

@@ -151,7 +151,7 @@ def build_promotion_gate(market: Market) -> dg.AssetChecksDefinition:
         blocking=False,
         description="Reports the promotion gate's verdict that the evaluation summary "
         "carries (validation only, every fold): each rule's value, limit and margin, and "
-        "whether the preset is eligible. Read-only: champion/<market> acts on the verdict; a "
+        "whether the preset is eligible. Read-only: `<market>/champion` acts on the verdict; a "
         "refusal is a warning, not a failed run.",
     )
     def promotion_gate(evaluation: EvaluationSummary) -> dg.AssetCheckResult:

@@ -59,8 +59,8 @@ def build_funding_asset(market: Market) -> dg.AssetsDefinition:
         kinds={"parquet", "ccxt"},
         description=f"Funding rate of {market.symbol} on {market.venue} per funding period "
         "(ts, rate: the fraction of notional a long pays for the period, a short receives), "
-        f"one parquet file per month under <lake_root>/{market.venue}/{market.pair_dir}/"
-        "funding/. Charged by the engine when holding_costs.funding is 'venue'.",
+        f"one parquet file per month under `<lake_root>/{market.venue}/{market.pair_dir}/"
+        "funding/`. Charged by the engine when holding_costs.funding is 'venue'.",
         metadata={
             "market": market.name,
             "venue": market.venue,

@@ -22,7 +22,8 @@ def build_manifest_asset(market: Market) -> dg.AssetsDefinition:
         kinds={"json"},
         description=f"Coverage manifest of {market.name}/candles: for each stored month the "
         "inclusive first/last timestamp, row count, missing minutes, sha256 and size, plus "
-        "totals. Written to data/manifests/<market>.json.",
+        f"totals. Written to `<manifests folder>/{market.name}.json` (`data/manifests/` by "
+        "default).",
     )
     def manifest(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         now_ms = utc_now_ms()

@@ -28,7 +28,7 @@ def build_signals(market: Market) -> dg.AssetsDefinition:
         kinds={"parquet", "python"},
         description=f"Dry-run signals of {market.name}/champion on the newest month of "
         f"{market.name} candles and features: time, target position, action probabilities, "
-        f"confidence, model version, under <lake_root>/signals/{market.name}/. No order is "
+        f"confidence, model version, under `<lake_root>/signals/{market.name}/`. No order is "
         "sent anywhere.",
         metadata={"market": market.name},
     )

@@ -74,7 +74,7 @@ def build_ppo_agent(market: Market) -> dg.AssetsDefinition:
         f"{'' if preset.windows is None else ', walk-forward folds'}), through Dagster Pipes "
         "in a child process (compute local) or a RunPod GPU pod (compute runpod). One "
         "versioned checkpoint per run under "
-        f"<lake_root>/models/{market.name}/<run_id>/; re-running after a crash resumes it. "
+        f"`<lake_root>/models/{market.name}/<run_id>/`; re-running after a crash resumes it. "
         "Logged to MLflow (the newest fold registered). Its value is the run record "
         "(run ids, checkpoints, config and lineage digests) that evaluation judges.",
         metadata={"market": market.name, "default_preset": market.train_preset},
