@@ -121,6 +121,14 @@ def test_every_layer_has_an_asset_page_in_its_market_group(webserver, page, laye
     ).to_be_visible()
 
 
+def test_a_description_shows_its_placeholders(webserver, page):
+    # Markdown would swallow a bare <market> as an HTML tag; in a code span it reads as written
+    page.goto(f"{webserver}/assets/synthetic_btc_usd/manifest", wait_until="domcontentloaded")
+    page.get_by_role("tab", name="Lineage").wait_for(timeout=60_000)
+    expect(page.get_by_text("<manifests folder>/synthetic_btc_usd.json").filter(
+        visible=True).first).to_be_visible(timeout=30_000)
+
+
 def test_candles_checks_and_partitions_are_shown(webserver, page, tmp_path):
     page.goto(
         f"{webserver}/assets/synthetic_btc_usd/candles?view=checks", wait_until="domcontentloaded"
