@@ -146,7 +146,8 @@ def fetch_funding_history(market: Market, *, now_ms: int, log: Callable[[str], N
                                f"funding history (venues that do: {sorted(FUNDING_VENUES)})")
     # ccxt loads only when a funding history is fetched, never when markets.yaml is validated.
     from tradecore_lib.sources import ccxt_version, source_options
-    from tradecore_lib.sources.kraken_client import KrakenPermanentError, connect, resolve_symbol
+    from tradecore_lib.sources.ccxt_client import resolve_symbol
+    from tradecore_lib.sources.kraken_client import KrakenPermanentError, connect
 
     started = time.monotonic()
     what = f"{market.name} funding"

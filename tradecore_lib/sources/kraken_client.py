@@ -14,12 +14,11 @@ whatever the backoff settings; the final message says how long it tried.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import ccxt
 
 from tradecore_lib.sources.ccxt_client import (
-    CallStats,
     CcxtClient,
     VenueError,
     VenuePermanentError,
@@ -27,14 +26,10 @@ from tradecore_lib.sources.ccxt_client import (
     base_url,
     build_exchange,
 )
-from tradecore_lib.sources.ccxt_client import is_transient as _is_transient
-from tradecore_lib.sources.ccxt_client import resolve_symbol as _resolve_symbol
 from tradecore_lib.sources.kraken_options import KrakenOptions
 
-__all__ = [
-    "CallStats", "KrakenClient", "KrakenError", "KrakenOptions", "KrakenPermanentError",
-    "KrakenUnavailableError", "base_url", "connect", "is_transient", "resolve_symbol",
-]
+__all__ = ["KrakenClient", "KrakenError", "KrakenOptions", "KrakenPermanentError",
+           "KrakenUnavailableError", "connect"]
 
 SPOT_URL_VAR = "TRADECORE_KRAKEN_SPOT_URL"
 FUTURES_URL_VAR = "TRADECORE_KRAKEN_FUTURES_URL"
@@ -73,16 +68,6 @@ class KrakenUnavailableError(KrakenError, VenueUnavailableError):
     """Transient failures outlasted the retry budget; a re-run resumes from the checkpoint."""
 
 
-def _kraken_transient(message: str) -> bool:
-    return any(code in message for code in _TRANSIENT_KRAKEN_ERRORS)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether waiting and retrying ``exc`` can succeed (:func:`.ccxt_client.is_transient` with
-    Kraken's transient error strings, however ccxt classified them)."""
-    return _is_transient(exc, _kraken_transient)
-
-
 class KrakenClient(CcxtClient):
     """A :class:`~.ccxt_client.CcxtClient` raising Kraken's errors, retrying Kraken's bodies."""
 
@@ -91,7 +76,7 @@ class KrakenClient(CcxtClient):
     unavailable_error: ClassVar[type[VenueUnavailableError]] = KrakenUnavailableError
 
     def venue_transient(self, message: str) -> bool:
-        return _kraken_transient(message)
+        return any(code in message for code in _TRANSIENT_KRAKEN_ERRORS)
 
 
 def connect(venue: str, options: KrakenOptions, *, what: str) -> KrakenClient:
@@ -122,7 +107,3 @@ def connect(venue: str, options: KrakenOptions, *, what: str) -> KrakenClient:
     client.call(f"{what}: load markets", exchange.load_markets)
     return client
 
-
-def resolve_symbol(client: KrakenClient, symbol: str, *, what: str) -> dict[str, Any]:
-    """The ccxt market of ``symbol``, or a :class:`KrakenPermanentError` listing close matches."""
-    return _resolve_symbol(client, symbol, what=what)

@@ -19,12 +19,11 @@ from tradecore_lib.markets import Market
 from tradecore_lib.months import MINUTE_MS, Month
 from tradecore_lib.progress import Progress
 from tradecore_lib.sources import FetchResult, ccxt_version, source_options
-from tradecore_lib.sources.ccxt_client import ohlcv_array
+from tradecore_lib.sources.ccxt_client import ohlcv_array, resolve_symbol
 from tradecore_lib.sources.kraken_client import (
     KrakenOptions,
     KrakenPermanentError,
     connect,
-    resolve_symbol,
 )
 
 WINDOW_CANDLES = 2000  # the charts endpoint's cap per request

@@ -42,12 +42,12 @@ from tradecore_lib.markets import Market
 from tradecore_lib.months import MINUTE_MS, Month, iso_utc
 from tradecore_lib.progress import Progress
 from tradecore_lib.sources import FetchResult, ccxt_version, source_options
+from tradecore_lib.sources.ccxt_client import resolve_symbol
 from tradecore_lib.sources.kraken_client import (
     KrakenClient,
     KrakenOptions,
     KrakenPermanentError,
     connect,
-    resolve_symbol,
 )
 
 MINUTE_US = MINUTE_MS * 1000
